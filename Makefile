@@ -1,0 +1,35 @@
+# The two commands of the README: `make run` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+AZURITE := node_modules/.bin/azurite
+PORT ?= 7071
+INSTANCES ?= 1
+
+.PHONY: run test unit bench setup clean
+
+run: setup local.settings.json
+	$(PY) -m devhost --app . --port $(PORT) --instances $(INSTANCES) --azurite .azurite
+
+test: setup
+	$(PY) -m pytest tests
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+setup: $(VENV)/.installed $(AZURITE)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+$(AZURITE): package.json
+	npm install --no-audit --no-fund --no-package-lock
+	touch $@
+
+local.settings.json:
+	cp local.settings.example.json $@
+
+clean:
+	rm -rf $(VENV) node_modules .azurite .devhost

@@ -1,0 +1,120 @@
+"""Command line: `python -m devhost [--app DIR] [--port 7071] [--instances N] [--azurite DIR]`.
+
+The parent process checks the app, settles the host keys, optionally starts Azurite, then
+runs N host instances as child processes on one port and one storage account (scale-out)
+and stops them all on Ctrl-C or SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devhost import config
+from devhost.azurite import start_azurite, wait_for_port
+from devhost.keys import load_keys
+
+DEFAULT_AZURITE_PORTS = (10000, 10001, 10002)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s")
+    # The SDKs log every storage request at INFO; only their warnings are of interest here.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+def _run_instance(args) -> int:
+    from devhost.host import HostInstance
+    from devhost.keys import HostKeys
+
+    keys = HostKeys(os.environ["DEVHOST_MASTER_KEY"], os.environ["DEVHOST_FUNCTION_KEY"])
+    instance = HostInstance(Path(args.app), keys, args.host, args.port)
+    instance.start()
+    stop = {"now": False}
+
+    def _stop(*_):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop["now"]:
+        time.sleep(0.2)
+    instance.stop()
+    return 0
+
+
+def _supervise(args) -> int:
+    app = Path(args.app).resolve()
+    try:
+        host_config = config.load_host_config(app)
+        settings = config.load_settings(app)
+        config.load_functions(app, host_config)
+    except config.ConfigError as error:
+        print(f"devhost: {error}", file=sys.stderr)
+        return 2
+    keys = load_keys(app, settings)
+    environment = dict(os.environ, DEVHOST_MASTER_KEY=keys.master, DEVHOST_FUNCTION_KEY=keys.function)
+    azurite = None
+    if args.azurite:
+        if all(wait_for_port(p, 0.2) for p in DEFAULT_AZURITE_PORTS):
+            print("devhost: Azurite already listens on 10000-10002; using it", file=sys.stderr)
+        else:
+            azurite = start_azurite(app, Path(args.azurite).resolve(), DEFAULT_AZURITE_PORTS,
+                                    log_file=Path(args.azurite).resolve() / "azurite.log")
+        environment["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
+    command = [sys.executable, "-m", "devhost", "--app", str(app), "--host", args.host,
+               "--port", str(args.port), "--instance"]
+    children = [subprocess.Popen(command, env=environment) for _ in range(args.instances)]
+    stop = {"now": False}
+
+    def _stop(*_):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if wait_for_port(args.port, 60):
+        prefix = f"/{host_config.route_prefix}" if host_config.route_prefix else ""
+        print(f"devhost: listening on http://{args.host}:{args.port}{prefix} with {args.instances} "
+              f"instance(s), pids {' '.join(str(c.pid) for c in children)}", flush=True)
+        print(f"devhost: master (admin) key for x-functions-key: {keys.master}", flush=True)
+    try:
+        while not stop["now"] and any(c.poll() is None for c in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if azurite is not None:
+            azurite.stop()
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    parser.add_argument("--app", default=".", help="the function app folder (holding host.json)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--instances", type=int, default=1, help="host instances side by side (scale-out)")
+    parser.add_argument("--azurite", metavar="DIR",
+                        help="start Azurite on its default ports with its data in DIR and use it")
+    parser.add_argument("--instance", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.instances < 1:
+        parser.error("--instances must be at least 1")
+    _configure_logging()
+    return _run_instance(args) if args.instance else _supervise(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Starting Azurite, the local Azure Storage emulator, for the host and the tests.
+
+Azurite is installed from the npm registry into the project (node_modules) and always
+started with --disableTelemetry, so it never tries to reach the internet.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# The emulator's published development account; its key is public by design.
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@dataclass
+class Azurite:
+    process: subprocess.Popen
+    blob_port: int
+    queue_port: int
+    table_port: int
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{ACCOUNT};"
+                f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
+                f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT};")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_azurite(project_root: Path, data_dir: Path | None, ports: tuple[int, int, int] | None = None,
+                  log_file: Path | None = None) -> Azurite:
+    """Start Azurite on 127.0.0.1; `data_dir` None keeps everything in memory."""
+    executable = project_root / "node_modules" / ".bin" / "azurite"
+    if not executable.exists():
+        raise RuntimeError(f"{executable} is missing: run `npm install` in {project_root} (the Makefile does)")
+    blob, queue, table = ports or (free_port(), free_port(), free_port())
+    command = [str(executable), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+               "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
+               "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table)]
+    if data_dir is None:
+        command.append("--inMemoryPersistence")
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command += ["--location", str(data_dir)]
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=project_root)
+    azurite = Azurite(process, blob, queue, table)
+    if not all(wait_for_port(p, 30) for p in (blob, queue, table)):
+        azurite.stop()
+        raise RuntimeError(f"Azurite did not start listening on ports {blob}, {queue}, {table}")
+    return azurite

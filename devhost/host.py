@@ -1,0 +1,78 @@
+"""One host instance: loads the app, then serves its HTTP, queue and timer triggers."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from devhost import config, storage
+from devhost.http_server import serve_http
+from devhost.invoker import Invoker, encode_queue_message
+from devhost.keys import HostKeys
+from devhost.queues import QueueListener, ensure_queue
+from devhost.timers import TimerListener
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_LEASE_SECONDS = 600
+
+
+def worker_count(settings: dict[str, str]) -> int:
+    """Concurrent invocations per instance; PYTHON_THREADPOOL_THREAD_COUNT as in the worker."""
+    configured = settings.get("PYTHON_THREADPOOL_THREAD_COUNT")
+    if configured and configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class HostInstance:
+    def __init__(self, app_root: Path, keys: HostKeys, host: str, port: int):
+        self.app_root = app_root.resolve()
+        self.host_config = config.load_host_config(self.app_root)
+        self.settings = config.load_settings(self.app_root)
+        # App settings become environment variables of the worker, as in Azure.
+        os.environ.update(self.settings)
+        self.functions = config.load_functions(self.app_root, self.host_config)
+        self.keys = keys
+        self.host, self.port = host, port
+        self.stopping = threading.Event()
+        self.queue_service = None
+        self.listeners = []
+        self.server = None
+        self.invoker = Invoker(self._send_queue_output)
+
+    def _send_queue_output(self, queue_name: str, value) -> None:
+        ensure_queue(self.queue_service, queue_name)
+        content = encode_queue_message(value, self.host_config.queues.message_encoding)
+        self.queue_service.get_queue_client(queue_name).send_message(content)
+
+    def start(self) -> None:
+        needs_storage = any(f.trigger.type != "httpTrigger" or any(b.type == "queue" for b in f.outputs)
+                            for f in self.functions)
+        if needs_storage:
+            self.queue_service = storage.queue_service(self.settings)
+            blob_service = storage.blob_service(self.settings)
+        lease = int(self.settings.get("DEVHOST_QUEUE_LEASE_SECONDS") or DEFAULT_QUEUE_LEASE_SECONDS)
+        for spec in self.functions:
+            if spec.trigger.type == "queueTrigger":
+                listener = QueueListener(spec, self.host_config.queues, self.queue_service, self.invoker,
+                                         lease, self.stopping)
+            elif spec.trigger.type == "timerTrigger":
+                listener = TimerListener(spec, self.host_config.host_id, blob_service, self.invoker,
+                                         self.stopping)
+            else:
+                continue
+            listener.start()
+            self.listeners.append(listener)
+        self.server = serve_http(self.functions, self.host_config.route_prefix, self.keys, self.invoker,
+                                 self.host, self.port, worker_count(self.settings))
+        log.info("host started pid=%s functions=%s", os.getpid(), len(self.functions))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        for listener in self.listeners:
+            listener.stop()
