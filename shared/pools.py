@@ -1,0 +1,192 @@
+"""Pools: an account's dedicated VMs, billed per VM from provisioned to deleted.
+
+All rows of an account's pools share the account's partition of the Pools table: a
+`counter` row (active pools, for the MaxPools quota), one `pool|<id>` row per pool and one
+`vm|<pool>|<n>` row per VM. Every change is one etag-conditional entity-group transaction
+over those rows, so quotas hold and no VM is lost when requests race.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from shared import clock, services, vms
+from shared.accounts import Account, pool_service_url
+from shared.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
+from shared.settings import get_settings
+from shared.storage import POOLS, get_store, retry_on_conflict
+from shared.validation import int_field, is_valid_id, only_fields, require_id
+
+log = logging.getLogger(__name__)
+
+COUNTER_ROW = "counter"
+ACTIVE, DELETED = "Active", "Deleted"
+
+
+def pool_row_key(pool_id: str) -> str:
+    return f"pool|{pool_id}"
+
+
+def _vm_prefix(pool_id: str) -> str:
+    return f"vm|{pool_id}|"
+
+
+def _vm_view(vm: dict, now) -> dict:
+    return {"VmId": vm["VmId"], "State": vms.state_of(vm, now), "CreatedAt": clock.iso(vm["CreatedAt"]),
+            "ProvisionedAt": clock.iso(vm["ProvisionedAt"]) if vms.was_provisioned(vm) else None,
+            "DeletedAt": clock.iso(vm.get("DeletedAt")), "JobId": vm.get("JobId") or None,
+            "ComputeSeconds": vms.billed_seconds(vm, now)}
+
+
+def pool_view(pool: dict, pool_vms: list[dict], now, with_vms: bool = False) -> dict:
+    counts = vms.counts_by_state(pool_vms, now)
+    seconds = sum(vms.billed_seconds(vm, now) for vm in pool_vms)
+    live = sum(1 for vm in pool_vms if vms.is_live(vm))
+    settled = counts[vms.PROVISIONING] == 0 and counts[vms.DRAINING] == 0 and live == pool["VmCount"]
+    view = {
+        "PoolId": pool["PoolId"],
+        "VmCount": pool["VmCount"],
+        "State": "Steady" if settled else "Resizing",
+        "VmCounts": counts,
+        "QueuedJobs": pool.get("QueuedJobs", 0),
+        "RunningJobs": counts[vms.BUSY] + counts[vms.DRAINING],
+        "BillingPlanId": pool["BillingPlanId"],
+        "ServiceId": pool["ServiceId"],
+        "CreatedAt": clock.iso(pool["CreatedAt"]),
+        "ComputeSeconds": seconds,
+        "ComputeHours": round(seconds / 3600, 6),
+        "AsOf": clock.iso(now),
+    }
+    if with_vms:
+        view["Vms"] = [_vm_view(vm, now) for vm in pool_vms]
+    return view
+
+
+def _check_vm_quota(account: Account, vm_count: int) -> None:
+    if vm_count > account.max_vms_per_pool:
+        raise QuotaExceeded(f"VmCount {vm_count} is over this account's MaxVmsPerPool of "
+                            f"{account.max_vms_per_pool}; ask the operator to raise the quota")
+
+
+def _active_pool(account_id: str, pool_id: str) -> dict:
+    pool = get_store().get(POOLS, account_id, pool_row_key(pool_id)) if is_valid_id(pool_id) else None
+    if pool is None or pool["State"] != ACTIVE:
+        raise NotFound(f"no pool {pool_id} in this account", "PoolNotFound")
+    return pool
+
+
+def _vm_operations(plan: vms.ResizePlan, account_id: str, pool: dict, now) -> list[tuple]:
+    operations = []
+    provisioning = get_settings().vm_provisioning_seconds
+    for offset in range(plan.create):
+        ordinal = pool["NextVmOrdinal"] + offset
+        operations.append(("create", vms.new_vm(account_id, pool["PoolId"], ordinal, now, provisioning)))
+    pool["NextVmOrdinal"] += plan.create
+    for vm in plan.delete:
+        vm.update(vms.retirement(now))
+        operations.append(("replace", vm))
+    for vm in plan.drain:
+        vm["State"] = vms.DRAINING
+        operations.append(("replace", vm))
+    for vm in plan.undrain:
+        vm["State"] = vms.BUSY
+        operations.append(("replace", vm))
+    return operations
+
+
+def create_pool(account: Account, body: dict, base_url: str):
+    only_fields(body, ("VmCount", "ServiceSwaggerUrl", "PoolId"))
+    vm_count = int_field(body, "VmCount", 0, vms.MAX_VMS_PER_POOL)
+    if "ServiceSwaggerUrl" not in body:
+        raise InvalidRequest("ServiceSwaggerUrl is required: the SwaggerUrl of a New web service", "MissingField")
+    pool_id = require_id(body["PoolId"], "PoolId") if body.get("PoolId") is not None else uuid.uuid4().hex
+    _check_vm_quota(account, vm_count)
+    service = services.resolve_swagger_url(body["ServiceSwaggerUrl"], base_url, account.subscription_id)
+    store = get_store()
+
+    def attempt():
+        now = clock.utcnow()
+        counter = store.get(POOLS, account.account_id, COUNTER_ROW)
+        active = counter["ActivePools"] if counter else 0
+        if active >= account.max_pools:
+            raise QuotaExceeded(f"this account already has {active} pool(s), its MaxPools quota; delete one "
+                                "or ask the operator to raise the quota")
+        if store.get(POOLS, account.account_id, pool_row_key(pool_id)) is not None:
+            raise Conflict(f"a pool named {pool_id} exists or existed in this account; choose another PoolId",
+                           "PoolExists")
+        pool = {"PartitionKey": account.account_id, "RowKey": pool_row_key(pool_id), "PoolId": pool_id,
+                "VmCount": vm_count, "State": ACTIVE, "BillingPlanId": service.billing_plan_id,
+                "ServiceId": service.service_id, "CreatedAt": now, "NextVmOrdinal": 0, "QueuedJobs": 0}
+        if counter is None:
+            counter_op = ("create", {"PartitionKey": account.account_id, "RowKey": COUNTER_ROW, "ActivePools": 1})
+        else:
+            counter["ActivePools"] = active + 1
+            counter_op = ("replace", counter)
+        vm_ops = _vm_operations(vms.ResizePlan(create=vm_count), account.account_id, pool, now)
+        store.transact(POOLS, [counter_op, ("create", pool), *vm_ops])
+        log.info("pool created account=%s pool=%s vms=%s plan=%s", account.account_id, pool_id, vm_count,
+                 service.billing_plan_id)
+        return pool, [op[1] for op in vm_ops], now
+
+    pool, pool_vms, now = retry_on_conflict(attempt)
+    return 201, pool_view(pool, pool_vms, now), {"Location": f"{pool_service_url(base_url, account.account_id)}/pools/{pool_id}"}
+
+
+def list_pools(account: Account) -> dict:
+    store = get_store()
+    now = clock.utcnow()
+    pools = [p for p in store.rows(POOLS, account.account_id, "pool|") if p["State"] == ACTIVE]
+    by_pool: dict[str, list] = {}
+    for vm in store.rows(POOLS, account.account_id, "vm|"):
+        by_pool.setdefault(vm["PoolId"], []).append(vm)
+    return {"Pools": [pool_view(p, by_pool.get(p["PoolId"], []), now) for p in pools]}
+
+
+def get_pool(account: Account, pool_id: str) -> dict:
+    pool = _active_pool(account.account_id, pool_id)
+    now = clock.utcnow()
+    return pool_view(pool, get_store().rows(POOLS, account.account_id, _vm_prefix(pool_id)), now, with_vms=True)
+
+
+def resize_pool(account: Account, pool_id: str, body: dict):
+    only_fields(body, ("VmCount",))
+    target = int_field(body, "VmCount", 0, vms.MAX_VMS_PER_POOL)
+    _check_vm_quota(account, target)
+    store = get_store()
+
+    def attempt():
+        pool = _active_pool(account.account_id, pool_id)
+        pool_vms = store.rows(POOLS, account.account_id, _vm_prefix(pool_id))
+        now = clock.utcnow()
+        plan = vms.plan_resize(pool_vms, target, now)
+        pool["VmCount"] = target
+        operations = _vm_operations(plan, account.account_id, pool, now)
+        store.transact(POOLS, [("replace", pool), *operations])
+        created = [entity for kind, entity in operations if kind == "create"]
+        log.info("pool resized account=%s pool=%s target=%s added=%s removed=%s draining=%s",
+                 account.account_id, pool_id, target, plan.create, len(plan.delete), len(plan.drain))
+        return pool, pool_vms + created, now
+
+    pool, pool_vms, now = retry_on_conflict(attempt)
+    return 202, pool_view(pool, pool_vms, now)
+
+
+def delete_pool(account: Account, pool_id: str):
+    store = get_store()
+
+    def attempt():
+        pool = _active_pool(account.account_id, pool_id)
+        counter = store.get(POOLS, account.account_id, COUNTER_ROW)
+        pool_vms = store.rows(POOLS, account.account_id, _vm_prefix(pool_id))
+        now = clock.utcnow()
+        plan = vms.plan_delete(pool_vms, now)
+        pool.update({"State": DELETED, "DeletedAt": now, "VmCount": 0})
+        counter["ActivePools"] = max(0, counter["ActivePools"] - 1)
+        operations = _vm_operations(plan, account.account_id, pool, now)
+        store.transact(POOLS, [("replace", counter), ("replace", pool), *operations])
+        log.info("pool deleted account=%s pool=%s removed=%s draining=%s", account.account_id, pool_id,
+                 len(plan.delete), len(plan.drain))
+        return {"PoolId": pool_id, "State": DELETED, "DeletedAt": clock.iso(now),
+                "DrainingVms": len(plan.drain), "ComputeSeconds": sum(vms.billed_seconds(vm, now) for vm in pool_vms)}
+
+    return 202, retry_on_conflict(attempt)

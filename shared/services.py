@@ -1,0 +1,143 @@
+"""BES web services registered by the operator: their kind, billing plan, scorer and API key."""
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from shared import clock, secrets
+from shared.api import ROUTE_PREFIX
+from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
+from shared.swagger import bes_swagger
+from shared.storage import SERVICES, get_store, retry_on_conflict
+from shared.validation import is_valid_id, only_fields, require_id, str_field
+
+log = logging.getLogger(__name__)
+
+NEW, CLASSIC = "New", "Classic"
+SCORER_PATTERN = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+SWAGGER_PATH = re.compile(rf"/{ROUTE_PREFIX}/subscriptions/([^/]+)/services/([^/]+)/swagger\.json", re.I)
+
+
+@dataclass(frozen=True)
+class Service:
+    subscription_id: str
+    service_id: str
+    name: str
+    kind: str
+    billing_plan_id: str | None
+    scorer: str
+
+
+def _service(entity) -> Service:
+    return Service(entity["PartitionKey"], entity["RowKey"], entity["Name"], entity["Kind"],
+                   entity.get("BillingPlanId") or None, entity["Scorer"])
+
+
+def service_url(base_url: str, subscription_id: str, service_id: str) -> str:
+    return f"{base_url}/{ROUTE_PREFIX}/subscriptions/{subscription_id}/services/{service_id}"
+
+
+def _view(entity, base_url: str) -> dict:
+    url = service_url(base_url, entity["PartitionKey"], entity["RowKey"])
+    return {"SubscriptionId": entity["PartitionKey"], "ServiceId": entity["RowKey"], "Name": entity["Name"],
+            "Kind": entity["Kind"], "BillingPlanId": entity.get("BillingPlanId") or None,
+            "Scorer": entity["Scorer"], "BatchRequestsUrl": f"{url}/jobs?api-version=2.0",
+            "SwaggerUrl": f"{url}/swagger.json", "CreatedAt": clock.iso(entity["CreatedAt"])}
+
+
+def check_scorer(scorer: str) -> None:
+    """A scorer is `module:function`, importable from the app, and callable."""
+    if not SCORER_PATTERN.fullmatch(scorer):
+        raise InvalidRequest("Scorer must look like 'package.module:function'", "InvalidScorer")
+    module_name, function_name = scorer.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise InvalidRequest(f"Scorer module {module_name} cannot be imported by the app", "InvalidScorer") from None
+    if not callable(getattr(module, function_name, None)):
+        raise InvalidRequest(f"Scorer module {module_name} has no function {function_name}", "InvalidScorer")
+
+
+def put_service(subscription_id: str, service_id: str, body: dict, base_url: str):
+    """Register a web service (201, with its API key) or change its name, plan or scorer (200)."""
+    require_id(subscription_id, "subscriptionId")
+    require_id(service_id, "serviceId")
+    only_fields(body, ("Name", "Kind", "BillingPlanId", "Scorer"))
+    name = str_field(body, "Name", 128)
+    kind = str_field(body, "Kind", choices=(NEW, CLASSIC))
+    plan = str_field(body, "BillingPlanId", 64, required=kind == NEW)
+    if kind == CLASSIC and plan is not None:
+        raise InvalidRequest("a Classic web service has no BillingPlanId; leave it out", "InvalidValue")
+    if plan is not None:
+        require_id(plan, "BillingPlanId")
+    scorer = str_field(body, "Scorer", 200)
+    check_scorer(scorer)
+    store = get_store()
+
+    def attempt():
+        entity = store.get(SERVICES, subscription_id, service_id)
+        if entity is None:
+            api_key = secrets.new_key()
+            entity = {"PartitionKey": subscription_id, "RowKey": service_id, "Name": name, "Kind": kind,
+                      "BillingPlanId": plan or "", "Scorer": scorer, "CreatedAt": clock.utcnow(),
+                      "ApiKeyHash": secrets.hash_key(api_key)}
+            store.insert(SERVICES, entity)
+            log.info("service registered subscription=%s service=%s kind=%s", subscription_id, service_id, kind)
+            return 201, {**_view(entity, base_url), "ApiKey": api_key}
+        if entity["Kind"] != kind:
+            raise Conflict(f"service {service_id} is {entity['Kind']}; a service's Kind cannot change "
+                           "(register a new service instead)", "KindImmutable")
+        entity.update({"Name": name, "BillingPlanId": plan or "", "Scorer": scorer})
+        store.replace(SERVICES, entity)
+        log.info("service updated subscription=%s service=%s", subscription_id, service_id)
+        return 200, _view(entity, base_url)
+
+    return retry_on_conflict(attempt)
+
+
+def authenticate(subscription_id: str, service_id: str, presented: str) -> Service:
+    """The service whose API key was presented; unknown services and wrong keys are both 401."""
+    entity = None
+    if is_valid_id(subscription_id) and is_valid_id(service_id):
+        entity = get_store().get(SERVICES, subscription_id, service_id)
+    if not secrets.matches_any(presented, [entity["ApiKeyHash"]] if entity else []):
+        raise Unauthorized("the API key is not valid for this web service")
+    return _service(entity)
+
+
+def swagger(service: Service, base_url: str) -> dict:
+    """A Swagger 2.0 description of the service's BES job API, naming its billing plan."""
+    return bes_swagger(service, service_url(base_url, service.subscription_id, service.service_id))
+
+
+def resolve_swagger_url(url, base_url: str, subscription_id: str) -> Service:
+    """The New web service a pool's ServiceSwaggerUrl names, read from this deployment's own
+    registry: the URL is only parsed, never fetched."""
+    example = f"{base_url}/{ROUTE_PREFIX}/subscriptions/<subscriptionId>/services/<serviceId>/swagger.json"
+    if not isinstance(url, str) or len(url) > 2048:
+        raise InvalidRequest(f"ServiceSwaggerUrl must be a URL like {example}", "InvalidServiceSwaggerUrl")
+    parts = urlsplit(url)
+    match = SWAGGER_PATH.fullmatch(parts.path)
+    if parts.scheme not in ("http", "https") or not match or parts.query or parts.fragment \
+            or parts.netloc.lower() != urlsplit(base_url).netloc.lower():
+        raise InvalidRequest(f"ServiceSwaggerUrl must be the SwaggerUrl of a web service of this deployment, "
+                             f"like {example}; other URLs are not accepted (and never fetched)",
+                             "InvalidServiceSwaggerUrl")
+    service_subscription, service_id = match.groups()
+    entity = None
+    if service_subscription == subscription_id and is_valid_id(service_id):
+        entity = get_store().get(SERVICES, subscription_id, service_id)
+    if entity is None:
+        raise InvalidRequest("ServiceSwaggerUrl names no web service of this account's subscription",
+                             "ServiceNotFound")
+    service = _service(entity)
+    if service.kind != NEW:
+        raise InvalidRequest(f"web service {service.service_id} is Classic; a pool needs a New (Resource "
+                             "Manager based) web service, whose billing plan the pool is billed to",
+                             "ClassicServiceNotAllowed")
+    return service
+
+

@@ -1,0 +1,56 @@
+"""Checks on request input: pure functions that raise InvalidRequest with a message saying
+what is wrong and how to fix it."""
+from __future__ import annotations
+
+import re
+
+from shared.errors import InvalidRequest
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+ID_RULE = "1-64 letters, digits, '-' or '_', starting with a letter or digit"
+
+
+def is_valid_id(value) -> bool:
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+def require_id(value, what: str) -> str:
+    if not is_valid_id(value):
+        raise InvalidRequest(f"{what} must be {ID_RULE}", "InvalidId")
+    return value
+
+
+def only_fields(body: dict, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(unknown)}; this request takes "
+                             f"{', '.join(allowed)} (names are case-sensitive)", "UnknownField")
+
+
+def int_field(body: dict, name: str, low: int, high: int, required: bool = True, default=None):
+    if name not in body or body[name] is None:
+        if required:
+            raise InvalidRequest(f"{name} is required: a whole number from {low} to {high}", "MissingField")
+        return default
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}, got {value!r}", "InvalidValue")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be from {low} to {high}, got {value}", "InvalidValue")
+    return value
+
+
+def str_field(body: dict, name: str, max_length: int = 256, required: bool = True, default=None,
+              choices: tuple[str, ...] | None = None):
+    if name not in body or body[name] is None:
+        if required:
+            raise InvalidRequest(f"{name} is required", "MissingField")
+        return default
+    value = body[name]
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(f"{name} must be a non-empty string", "InvalidValue")
+    if len(value) > max_length:
+        raise InvalidRequest(f"{name} must be at most {max_length} characters", "InvalidValue")
+    if choices is not None and value not in choices:
+        raise InvalidRequest(f"{name} must be one of {', '.join(choices)}, got {value!r}", "InvalidValue")
+    return value
