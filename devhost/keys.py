@@ -1,7 +1,7 @@
 """Function and master keys of the local host.
 
 In Azure the host keeps its keys in the `azure-webjobs-secrets` container; locally they
-come from the settings `DEVHOST_MASTER_KEY` and `DEVHOST_FUNCTION_KEY`, or, when those
+come from `DEVHOST_MASTER_KEY` and `DEVHOST_FUNCTION_KEY` (environment or local settings), or, when those
 are not set, from `.devhost/keys.json`, made once with fresh random keys. A key arrives
 in the `x-functions-key` header or the `code` query parameter, as in Azure.
 """
@@ -32,8 +32,8 @@ class HostKeys:
 
 
 def load_keys(app_root: Path, settings: dict[str, str]) -> HostKeys:
-    master = settings.get("DEVHOST_MASTER_KEY")
-    function = settings.get("DEVHOST_FUNCTION_KEY")
+    master = os.environ.get("DEVHOST_MASTER_KEY") or settings.get("DEVHOST_MASTER_KEY")
+    function = os.environ.get("DEVHOST_FUNCTION_KEY") or settings.get("DEVHOST_FUNCTION_KEY")
     if master and function:
         return HostKeys(master, function)
     path = app_root / ".devhost" / "keys.json"

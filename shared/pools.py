@@ -106,14 +106,14 @@ def create_pool(account: Account, body: dict, base_url: str):
 
     def attempt():
         now = clock.utcnow()
+        if store.get(POOLS, account.account_id, pool_row_key(pool_id)) is not None:
+            raise Conflict(f"a pool named {pool_id} exists or existed in this account; choose another PoolId",
+                           "PoolExists")
         counter = store.get(POOLS, account.account_id, COUNTER_ROW)
         active = counter["ActivePools"] if counter else 0
         if active >= account.max_pools:
             raise QuotaExceeded(f"this account already has {active} pool(s), its MaxPools quota; delete one "
                                 "or ask the operator to raise the quota")
-        if store.get(POOLS, account.account_id, pool_row_key(pool_id)) is not None:
-            raise Conflict(f"a pool named {pool_id} exists or existed in this account; choose another PoolId",
-                           "PoolExists")
         pool = {"PartitionKey": account.account_id, "RowKey": pool_row_key(pool_id), "PoolId": pool_id,
                 "VmCount": vm_count, "State": ACTIVE, "BillingPlanId": service.billing_plan_id,
                 "ServiceId": service.service_id, "CreatedAt": now, "NextVmOrdinal": 0, "QueuedJobs": 0}

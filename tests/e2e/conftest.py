@@ -1,0 +1,73 @@
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devhost.azurite import start_azurite
+from tests.e2e.harness import ROOT, Api, HostProcess, unique
+
+VM_PROVISIONING_SECONDS = 2
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def azurite(logs_dir):
+    emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite.log")
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def app_host(azurite, logs_dir):
+    host = HostProcess(ROOT, azurite.connection_string, log_path=logs_dir / "app-host.log", extra_env={
+        "VM_PROVISIONING_SECONDS": str(VM_PROVISIONING_SECONDS), "BATCHPOOL_TABLE_PREFIX": "e2e"})
+    yield host
+    host.stop()
+
+
+@pytest.fixture(scope="session")
+def api(app_host) -> Api:
+    return Api(app_host.url, app_host.master_key)
+
+
+@dataclass
+class Tenant:
+    account_id: str
+    subscription_id: str
+    primary: str
+    secondary: str
+    pool_url: str
+    service_id: str
+    swagger_url: str
+    api_key: str
+
+    @property
+    def pools(self) -> str:
+        return f"/api/accounts/{self.account_id}/pools"
+
+
+def make_tenant(api: Api, max_pools: int = 5, max_vms: int = 8) -> Tenant:
+    subscription = unique("sub")
+    account = unique("acct")
+    created = api.put_account(account, subscription, max_pools, max_vms)
+    assert created.status_code == 201, created.text
+    service = api.put_service(subscription, unique("svc"))
+    assert service.status_code == 201, service.text
+    a, s = created.json(), service.json()
+    return Tenant(account, subscription, a["PrimaryKey"], a["SecondaryKey"], a["PoolServiceUrl"],
+                  s["ServiceId"], s["SwaggerUrl"], s["ApiKey"])
+
+
+@pytest.fixture
+def tenant(api) -> Tenant:
+    return make_tenant(api)
+
+
+@pytest.fixture
+def tenant_factory(api):
+    return lambda **kw: make_tenant(api, **kw)

@@ -1,0 +1,108 @@
+"""Running the local host over a real Azurite for end-to-end tests, and calling it over HTTP."""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from devhost.azurite import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class HostProcess:
+    """`python -m devhost` for one app folder, on a free loopback port."""
+
+    def __init__(self, app: Path, connection_string: str, instances: int = 1, extra_env: dict | None = None,
+                 log_path: Path | None = None):
+        self.port = free_port()
+        self.master_key = secrets.token_urlsafe(24)
+        self.function_key = secrets.token_urlsafe(24)
+        env = dict(os.environ, AzureWebJobsStorage=connection_string, DEVHOST_MASTER_KEY=self.master_key,
+                   DEVHOST_FUNCTION_KEY=self.function_key, PYTHONUNBUFFERED="1", **(extra_env or {}))
+        self.log_path = log_path
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--app", str(app), "--port", str(self.port),
+             "--instances", str(instances)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)
+        self.instance_pids = self._read_pids()
+
+    def _read_pids(self) -> list[int]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline().decode()
+            if not line and self.process.poll() is not None:
+                raise RuntimeError(f"devhost exited with {self.process.returncode}")
+            if "listening on" in line:
+                return [int(p) for p in line.rsplit("pids", 1)[1].split()]
+        raise RuntimeError("devhost did not start in time")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+
+class Api:
+    """A thin HTTP client for the Batch Pool routes."""
+
+    def __init__(self, base: str, master_key: str):
+        self.base = base
+        self.master_key = master_key
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, body=None, key: str | None = None, admin: bool = False,
+             raw: bytes | None = None, headers: dict | None = None) -> requests.Response:
+        sent = dict(headers or {})
+        if admin:
+            sent["x-functions-key"] = self.master_key
+        if key is not None:
+            sent["Authorization"] = f"Bearer {key}"
+        if raw is not None:
+            sent.setdefault("Content-Type", "application/json")
+            return self.session.request(method, self.base + path, data=raw, headers=sent, timeout=60)
+        return self.session.request(method, self.base + path, json=body, headers=sent, timeout=60)
+
+    def put_account(self, account_id: str, subscription_id: str, max_pools: int = 5, max_vms: int = 8):
+        return self.call("PUT", f"/api/accounts/{account_id}", {
+            "SubscriptionId": subscription_id, "MaxPools": max_pools, "MaxVmsPerPool": max_vms}, admin=True)
+
+    def put_service(self, subscription_id: str, service_id: str, kind: str = "New", plan: str | None = "plan-a"):
+        body = {"Name": f"service {service_id}", "Kind": kind, "Scorer": "json:dumps"}
+        if kind == "New":
+            body["BillingPlanId"] = plan
+        return self.call("PUT", f"/api/subscriptions/{subscription_id}/services/{service_id}", body, admin=True)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+__all__ = ["HostProcess", "Api", "unique", "wait_for", "wait_for_port", "ROOT"]

@@ -1,0 +1,69 @@
+"""Operator routes: accounts, their keys and quotas."""
+from tests.e2e.harness import unique
+
+
+def test_create_account_returns_keys_and_pool_service_url(api):
+    account, subscription = unique("acct"), unique("sub")
+    response = api.put_account(account, subscription, 3, 4)
+    assert response.status_code == 201
+    body = response.json()
+    assert body["AccountId"] == account and body["SubscriptionId"] == subscription
+    assert body["PoolServiceUrl"] == f"{api.base}/api/accounts/{account}"
+    assert body["MaxPools"] == 3 and body["MaxVmsPerPool"] == 4
+    assert len(body["PrimaryKey"]) >= 40 and body["PrimaryKey"] != body["SecondaryKey"]
+
+
+def test_updating_quotas_answers_200_without_keys(api, tenant):
+    response = api.put_account(tenant.account_id, tenant.subscription_id, 9, 7)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["MaxPools"], body["MaxVmsPerPool"]) == (9, 7)
+    assert "PrimaryKey" not in body and "SecondaryKey" not in body
+    # The keys issued at creation still work after a quota change.
+    assert api.call("GET", tenant.pools, key=tenant.primary).status_code == 200
+    got = api.call("GET", f"/api/accounts/{tenant.account_id}", admin=True).json()
+    assert (got["MaxPools"], got["MaxVmsPerPool"]) == (9, 7) and "PrimaryKeyHash" not in got
+
+
+def test_subscription_of_an_account_cannot_change(api, tenant):
+    response = api.put_account(tenant.account_id, unique("other-sub"))
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "SubscriptionMismatch"
+    got = api.call("GET", f"/api/accounts/{tenant.account_id}", admin=True).json()
+    assert got["SubscriptionId"] == tenant.subscription_id
+
+
+def test_operator_routes_need_the_master_key(api, app_host):
+    body = {"SubscriptionId": "s", "MaxPools": 1, "MaxVmsPerPool": 1}
+    account = unique("acct")
+    assert api.call("PUT", f"/api/accounts/{account}", body).status_code == 401
+    wrong = {"x-functions-key": "not-the-key"}
+    assert api.call("PUT", f"/api/accounts/{account}", body, headers=wrong).status_code == 401
+    # A function (host) key does not open admin-level routes.
+    function_key = {"x-functions-key": app_host.function_key}
+    assert api.call("PUT", f"/api/accounts/{account}", body, headers=function_key).status_code == 401
+    assert api.call("GET", f"/api/accounts/{account}", admin=True).status_code == 404
+    # The key may also come as ?code=, as in Azure.
+    assert api.call("PUT", f"/api/accounts/{account}?code={app_host.master_key}", body).status_code == 201
+
+
+def test_regenerating_a_key_stops_the_old_one_at_once(api, tenant):
+    assert api.call("GET", tenant.pools, key=tenant.primary).status_code == 200
+    response = api.call("POST", f"/api/accounts/{tenant.account_id}/keys/primary/regenerate", admin=True)
+    assert response.status_code == 200
+    new_key = response.json()["Key"]
+    assert new_key != tenant.primary
+    assert api.call("GET", tenant.pools, key=tenant.primary).status_code == 401
+    assert api.call("GET", tenant.pools, key=new_key).status_code == 200
+    assert api.call("GET", tenant.pools, key=tenant.secondary).status_code == 200
+    secondary = api.call("POST", f"/api/accounts/{tenant.account_id}/keys/secondary/regenerate", admin=True)
+    assert api.call("GET", tenant.pools, key=tenant.secondary).status_code == 401
+    assert api.call("GET", tenant.pools, key=secondary.json()["Key"]).status_code == 200
+
+
+def test_regenerate_unknown_key_name_or_account(api, tenant):
+    bad_name = api.call("POST", f"/api/accounts/{tenant.account_id}/keys/tertiary/regenerate", admin=True)
+    assert bad_name.status_code == 404 and bad_name.json()["error"]["code"] == "KeyNotFound"
+    missing = api.call("POST", f"/api/accounts/{unique('nobody')}/keys/primary/regenerate", admin=True)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "AccountNotFound"
+    assert api.call("GET", tenant.pools, key=tenant.primary).status_code == 200
