@@ -1,16 +1,15 @@
 """Pools: an account's dedicated VMs, billed per VM from provisioned to deleted.
 
-All rows of an account's pools share the account's partition of the Pools table: a
-`counter` row (active pools, for the MaxPools quota), one `pool|<id>` row per pool and one
-`vm|<pool>|<n>` row per VM. Every change is one etag-conditional entity-group transaction
-over those rows, so quotas hold and no VM is lost when requests race.
+A pool's rows live in its subscription's partition (see `shared.layout`); every change is
+one etag-conditional entity-group transaction over them, so quotas hold and no VM is lost
+when requests race.
 """
 from __future__ import annotations
 
 import logging
 import uuid
 
-from shared import clock, services, vms
+from shared import clock, dispatch, layout, services, vms
 from shared.accounts import Account, pool_service_url
 from shared.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from shared.settings import get_settings
@@ -19,16 +18,7 @@ from shared.validation import int_field, is_valid_id, only_fields, require_id
 
 log = logging.getLogger(__name__)
 
-COUNTER_ROW = "counter"
 ACTIVE, DELETED = "Active", "Deleted"
-
-
-def pool_row_key(pool_id: str) -> str:
-    return f"pool|{pool_id}"
-
-
-def _vm_prefix(pool_id: str) -> str:
-    return f"vm|{pool_id}|"
 
 
 def _vm_view(vm: dict, now) -> dict:
@@ -38,7 +28,7 @@ def _vm_view(vm: dict, now) -> dict:
             "ComputeSeconds": vms.billed_seconds(vm, now)}
 
 
-def pool_view(pool: dict, pool_vms: list[dict], now, with_vms: bool = False) -> dict:
+def pool_view(pool: dict, pool_vms: list[dict], queued: int, now, with_vms: bool = False) -> dict:
     counts = vms.counts_by_state(pool_vms, now)
     seconds = sum(vms.billed_seconds(vm, now) for vm in pool_vms)
     live = sum(1 for vm in pool_vms if vms.is_live(vm))
@@ -48,7 +38,7 @@ def pool_view(pool: dict, pool_vms: list[dict], now, with_vms: bool = False) -> 
         "VmCount": pool["VmCount"],
         "State": "Steady" if settled else "Resizing",
         "VmCounts": counts,
-        "QueuedJobs": pool.get("QueuedJobs", 0),
+        "QueuedJobs": queued,
         "RunningJobs": counts[vms.BUSY] + counts[vms.DRAINING],
         "BillingPlanId": pool["BillingPlanId"],
         "ServiceId": pool["ServiceId"],
@@ -68,19 +58,25 @@ def _check_vm_quota(account: Account, vm_count: int) -> None:
                             f"{account.max_vms_per_pool}; ask the operator to raise the quota")
 
 
-def _active_pool(account_id: str, pool_id: str) -> dict:
-    pool = get_store().get(POOLS, account_id, pool_row_key(pool_id)) if is_valid_id(pool_id) else None
-    if pool is None or pool["State"] != ACTIVE:
+def find_active_pool(partition: str, pool_id: str) -> dict | None:
+    pool = get_store().get(POOLS, partition, layout.pool_key(pool_id)) if is_valid_id(pool_id) else None
+    return pool if pool is not None and pool["State"] == ACTIVE else None
+
+
+def _owned_pool(account: Account, pool_id: str) -> dict:
+    pool = find_active_pool(account.subscription_id, pool_id)
+    if pool is None or pool["AccountId"] != account.account_id:
         raise NotFound(f"no pool {pool_id} in this account", "PoolNotFound")
     return pool
 
 
-def _vm_operations(plan: vms.ResizePlan, account_id: str, pool: dict, now) -> list[tuple]:
+def vm_operations(plan: vms.ResizePlan, pool: dict, now, provisioning_seconds: int) -> list[tuple]:
+    """The transaction operations that carry out a resize plan on a pool's VM rows."""
     operations = []
-    provisioning = get_settings().vm_provisioning_seconds
     for offset in range(plan.create):
         ordinal = pool["NextVmOrdinal"] + offset
-        operations.append(("create", vms.new_vm(account_id, pool["PoolId"], ordinal, now, provisioning)))
+        operations.append(("create", vms.new_vm(pool["PartitionKey"], pool["PoolId"], ordinal, now,
+                                                provisioning_seconds)))
     pool["NextVmOrdinal"] += plan.create
     for vm in plan.delete:
         vm.update(vms.retirement(now))
@@ -103,49 +99,57 @@ def create_pool(account: Account, body: dict, base_url: str):
     _check_vm_quota(account, vm_count)
     service = services.resolve_swagger_url(body["ServiceSwaggerUrl"], base_url, account.subscription_id)
     store = get_store()
+    partition = account.subscription_id
+    provisioning = get_settings().vm_provisioning_seconds
 
     def attempt():
         now = clock.utcnow()
-        if store.get(POOLS, account.account_id, pool_row_key(pool_id)) is not None:
-            raise Conflict(f"a pool named {pool_id} exists or existed in this account; choose another PoolId",
-                           "PoolExists")
-        counter = store.get(POOLS, account.account_id, COUNTER_ROW)
+        if store.get(POOLS, partition, layout.pool_key(pool_id)) is not None:
+            raise Conflict(f"a pool named {pool_id} exists or existed in this subscription; choose another "
+                           "PoolId", "PoolExists")
+        counter = store.get(POOLS, partition, layout.counter_key(account.account_id))
         active = counter["ActivePools"] if counter else 0
         if active >= account.max_pools:
             raise QuotaExceeded(f"this account already has {active} pool(s), its MaxPools quota; delete one "
                                 "or ask the operator to raise the quota")
-        pool = {"PartitionKey": account.account_id, "RowKey": pool_row_key(pool_id), "PoolId": pool_id,
-                "VmCount": vm_count, "State": ACTIVE, "BillingPlanId": service.billing_plan_id,
-                "ServiceId": service.service_id, "CreatedAt": now, "NextVmOrdinal": 0, "QueuedJobs": 0}
+        pool = {"PartitionKey": partition, "RowKey": layout.pool_key(pool_id), "PoolId": pool_id,
+                "AccountId": account.account_id, "VmCount": vm_count, "State": ACTIVE,
+                "BillingPlanId": service.billing_plan_id, "ServiceId": service.service_id, "CreatedAt": now,
+                "NextVmOrdinal": 0}
         if counter is None:
-            counter_op = ("create", {"PartitionKey": account.account_id, "RowKey": COUNTER_ROW, "ActivePools": 1})
+            counter_op = ("create", {"PartitionKey": partition, "RowKey": layout.counter_key(account.account_id),
+                                     "ActivePools": 1})
         else:
             counter["ActivePools"] = active + 1
             counter_op = ("replace", counter)
-        vm_ops = _vm_operations(vms.ResizePlan(create=vm_count), account.account_id, pool, now)
+        vm_ops = vm_operations(vms.ResizePlan(create=vm_count), pool, now, provisioning)
         store.transact(POOLS, [counter_op, ("create", pool), *vm_ops])
-        log.info("pool created account=%s pool=%s vms=%s plan=%s", account.account_id, pool_id, vm_count,
-                 service.billing_plan_id)
         return pool, [op[1] for op in vm_ops], now
 
     pool, pool_vms, now = retry_on_conflict(attempt)
-    return 201, pool_view(pool, pool_vms, now), {"Location": f"{pool_service_url(base_url, account.account_id)}/pools/{pool_id}"}
+    log.info("pool created account=%s pool=%s vms=%s plan=%s", account.account_id, pool_id, vm_count,
+             service.billing_plan_id)
+    if vm_count:
+        dispatch.tick_later(partition, pool_id, provisioning)
+    location = f"{pool_service_url(base_url, account.account_id)}/pools/{pool_id}"
+    return 201, pool_view(pool, pool_vms, 0, now), {"Location": location}
 
 
 def list_pools(account: Account) -> dict:
     store = get_store()
     now = clock.utcnow()
-    pools = [p for p in store.rows(POOLS, account.account_id, "pool|") if p["State"] == ACTIVE]
-    by_pool: dict[str, list] = {}
-    for vm in store.rows(POOLS, account.account_id, "vm|"):
-        by_pool.setdefault(vm["PoolId"], []).append(vm)
-    return {"Pools": [pool_view(p, by_pool.get(p["PoolId"], []), now) for p in pools]}
+    partition = account.subscription_id
+    pools = [p for p in store.rows(POOLS, partition, layout.POOL_PREFIX)
+             if p["State"] == ACTIVE and p["AccountId"] == account.account_id]
+    return {"Pools": [pool_view(p, store.rows(POOLS, partition, layout.vm_prefix(p["PoolId"])),
+                                dispatch.waiting_count(partition, p["PoolId"]), now) for p in pools]}
 
 
 def get_pool(account: Account, pool_id: str) -> dict:
-    pool = _active_pool(account.account_id, pool_id)
+    pool = _owned_pool(account, pool_id)
     now = clock.utcnow()
-    return pool_view(pool, get_store().rows(POOLS, account.account_id, _vm_prefix(pool_id)), now, with_vms=True)
+    pool_vms = get_store().rows(POOLS, account.subscription_id, layout.vm_prefix(pool_id))
+    return pool_view(pool, pool_vms, dispatch.waiting_count(account.subscription_id, pool_id), now, with_vms=True)
 
 
 def resize_pool(account: Account, pool_id: str, body: dict):
@@ -153,40 +157,48 @@ def resize_pool(account: Account, pool_id: str, body: dict):
     target = int_field(body, "VmCount", 0, vms.MAX_VMS_PER_POOL)
     _check_vm_quota(account, target)
     store = get_store()
+    provisioning = get_settings().vm_provisioning_seconds
 
     def attempt():
-        pool = _active_pool(account.account_id, pool_id)
-        pool_vms = store.rows(POOLS, account.account_id, _vm_prefix(pool_id))
+        pool = _owned_pool(account, pool_id)
+        pool_vms = store.rows(POOLS, account.subscription_id, layout.vm_prefix(pool_id))
         now = clock.utcnow()
         plan = vms.plan_resize(pool_vms, target, now)
         pool["VmCount"] = target
-        operations = _vm_operations(plan, account.account_id, pool, now)
+        operations = vm_operations(plan, pool, now, provisioning)
         store.transact(POOLS, [("replace", pool), *operations])
         created = [entity for kind, entity in operations if kind == "create"]
-        log.info("pool resized account=%s pool=%s target=%s added=%s removed=%s draining=%s",
-                 account.account_id, pool_id, target, plan.create, len(plan.delete), len(plan.drain))
-        return pool, pool_vms + created, now
+        return pool, pool_vms + created, plan, now
 
-    pool, pool_vms, now = retry_on_conflict(attempt)
-    return 202, pool_view(pool, pool_vms, now)
+    pool, pool_vms, plan, now = retry_on_conflict(attempt)
+    log.info("pool resized account=%s pool=%s target=%s added=%s removed=%s draining=%s kept=%s",
+             account.account_id, pool_id, target, plan.create, len(plan.delete), len(plan.drain), len(plan.undrain))
+    if plan.create:
+        dispatch.tick_later(account.subscription_id, pool_id, provisioning)
+    return 202, pool_view(pool, pool_vms, dispatch.waiting_count(account.subscription_id, pool_id), now)
 
 
 def delete_pool(account: Account, pool_id: str):
+    """Delete a pool: idle VMs go now, busy ones finish their job and then go, waiting jobs
+    end Cancelled."""
     store = get_store()
+    partition = account.subscription_id
 
     def attempt():
-        pool = _active_pool(account.account_id, pool_id)
-        counter = store.get(POOLS, account.account_id, COUNTER_ROW)
-        pool_vms = store.rows(POOLS, account.account_id, _vm_prefix(pool_id))
+        pool = _owned_pool(account, pool_id)
+        counter = store.get(POOLS, partition, layout.counter_key(account.account_id))
+        pool_vms = store.rows(POOLS, partition, layout.vm_prefix(pool_id))
         now = clock.utcnow()
         plan = vms.plan_delete(pool_vms, now)
         pool.update({"State": DELETED, "DeletedAt": now, "VmCount": 0})
         counter["ActivePools"] = max(0, counter["ActivePools"] - 1)
-        operations = _vm_operations(plan, account.account_id, pool, now)
+        operations = vm_operations(plan, pool, now, 0)
         store.transact(POOLS, [("replace", counter), ("replace", pool), *operations])
-        log.info("pool deleted account=%s pool=%s removed=%s draining=%s", account.account_id, pool_id,
-                 len(plan.delete), len(plan.drain))
-        return {"PoolId": pool_id, "State": DELETED, "DeletedAt": clock.iso(now),
-                "DrainingVms": len(plan.drain), "ComputeSeconds": sum(vms.billed_seconds(vm, now) for vm in pool_vms)}
+        return plan, pool_vms, now
 
-    return 202, retry_on_conflict(attempt)
+    plan, pool_vms, now = retry_on_conflict(attempt)
+    cancelled = dispatch.cancel_waiting(partition, pool_id, f"pool {pool_id} was deleted before the job could start")
+    log.info("pool deleted account=%s pool=%s removed=%s draining=%s cancelled=%s", account.account_id, pool_id,
+             len(plan.delete), len(plan.drain), cancelled)
+    return 202, {"PoolId": pool_id, "State": DELETED, "DeletedAt": clock.iso(now), "DrainingVms": len(plan.drain),
+                 "CancelledJobs": cancelled, "ComputeSeconds": sum(vms.billed_seconds(vm, now) for vm in pool_vms)}

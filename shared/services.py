@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -12,11 +13,16 @@ from shared.api import ROUTE_PREFIX
 from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from shared.swagger import bes_swagger
 from shared.storage import SERVICES, get_store, retry_on_conflict
-from shared.validation import is_valid_id, only_fields, require_id, str_field
+from shared.validation import int_field, is_valid_id, only_fields, require_id, str_field
 
 log = logging.getLogger(__name__)
 
 NEW, CLASSIC = "New", "Classic"
+DEFAULT_INPUTS = ("input1",)
+DEFAULT_OUTPUTS = ("output1",)
+DEFAULT_TIMEOUT_SECONDS = 3600
+MAX_TIMEOUT_SECONDS = 86400
+MAX_OUTPUTS = 8
 SCORER_PATTERN = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 SWAGGER_PATH = re.compile(rf"/{ROUTE_PREFIX}/subscriptions/([^/]+)/services/([^/]+)/swagger\.json", re.I)
 
@@ -29,11 +35,22 @@ class Service:
     kind: str
     billing_plan_id: str | None
     scorer: str
+    input_names: tuple[str, ...] = DEFAULT_INPUTS
+    output_names: tuple[str, ...] = DEFAULT_OUTPUTS
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
 
 
 def _service(entity) -> Service:
     return Service(entity["PartitionKey"], entity["RowKey"], entity["Name"], entity["Kind"],
-                   entity.get("BillingPlanId") or None, entity["Scorer"])
+                   entity.get("BillingPlanId") or None, entity["Scorer"],
+                   tuple(json.loads(entity.get("InputNames") or "null") or DEFAULT_INPUTS),
+                   tuple(json.loads(entity.get("OutputNames") or "null") or DEFAULT_OUTPUTS),
+                   entity.get("TimeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
+
+
+def get_service(subscription_id: str, service_id: str) -> Service | None:
+    entity = get_store().get(SERVICES, subscription_id, service_id)
+    return _service(entity) if entity else None
 
 
 def service_url(base_url: str, subscription_id: str, service_id: str) -> str:
@@ -42,9 +59,12 @@ def service_url(base_url: str, subscription_id: str, service_id: str) -> str:
 
 def _view(entity, base_url: str) -> dict:
     url = service_url(base_url, entity["PartitionKey"], entity["RowKey"])
+    service = _service(entity)
     return {"SubscriptionId": entity["PartitionKey"], "ServiceId": entity["RowKey"], "Name": entity["Name"],
             "Kind": entity["Kind"], "BillingPlanId": entity.get("BillingPlanId") or None,
-            "Scorer": entity["Scorer"], "BatchRequestsUrl": f"{url}/jobs?api-version=2.0",
+            "Scorer": entity["Scorer"], "InputNames": list(service.input_names),
+            "OutputNames": list(service.output_names), "TimeoutSeconds": service.timeout_seconds,
+            "BatchRequestsUrl": f"{url}/jobs?api-version=2.0",
             "SwaggerUrl": f"{url}/swagger.json", "CreatedAt": clock.iso(entity["CreatedAt"])}
 
 
@@ -61,11 +81,22 @@ def check_scorer(scorer: str) -> None:
         raise InvalidRequest(f"Scorer module {module_name} has no function {function_name}", "InvalidScorer")
 
 
+def _names(body: dict, field: str, default: tuple, most: int) -> list[str]:
+    names = body.get(field)
+    if names is None:
+        return list(default)
+    if not isinstance(names, list) or not 1 <= len(names) <= most or len(set(map(str, names))) != len(names) \
+            or not all(is_valid_id(n) for n in names):
+        raise InvalidRequest(f"{field} must be a list of 1 to {most} distinct names (letters, digits, '-', '_')",
+                             "InvalidValue")
+    return names
+
+
 def put_service(subscription_id: str, service_id: str, body: dict, base_url: str):
     """Register a web service (201, with its API key) or change its name, plan or scorer (200)."""
     require_id(subscription_id, "subscriptionId")
     require_id(service_id, "serviceId")
-    only_fields(body, ("Name", "Kind", "BillingPlanId", "Scorer"))
+    only_fields(body, ("Name", "Kind", "BillingPlanId", "Scorer", "InputNames", "OutputNames", "TimeoutSeconds"))
     name = str_field(body, "Name", 128)
     kind = str_field(body, "Kind", choices=(NEW, CLASSIC))
     plan = str_field(body, "BillingPlanId", 64, required=kind == NEW)
@@ -75,6 +106,11 @@ def put_service(subscription_id: str, service_id: str, body: dict, base_url: str
         require_id(plan, "BillingPlanId")
     scorer = str_field(body, "Scorer", 200)
     check_scorer(scorer)
+    inputs = _names(body, "InputNames", DEFAULT_INPUTS, 1)
+    outputs = _names(body, "OutputNames", DEFAULT_OUTPUTS, MAX_OUTPUTS)
+    timeout = int_field(body, "TimeoutSeconds", 1, MAX_TIMEOUT_SECONDS, required=False,
+                        default=DEFAULT_TIMEOUT_SECONDS)
+    shape = {"InputNames": json.dumps(inputs), "OutputNames": json.dumps(outputs), "TimeoutSeconds": timeout}
     store = get_store()
 
     def attempt():
@@ -83,14 +119,14 @@ def put_service(subscription_id: str, service_id: str, body: dict, base_url: str
             api_key = secrets.new_key()
             entity = {"PartitionKey": subscription_id, "RowKey": service_id, "Name": name, "Kind": kind,
                       "BillingPlanId": plan or "", "Scorer": scorer, "CreatedAt": clock.utcnow(),
-                      "ApiKeyHash": secrets.hash_key(api_key)}
+                      "ApiKeyHash": secrets.hash_key(api_key), **shape}
             store.insert(SERVICES, entity)
             log.info("service registered subscription=%s service=%s kind=%s", subscription_id, service_id, kind)
             return 201, {**_view(entity, base_url), "ApiKey": api_key}
         if entity["Kind"] != kind:
             raise Conflict(f"service {service_id} is {entity['Kind']}; a service's Kind cannot change "
                            "(register a new service instead)", "KindImmutable")
-        entity.update({"Name": name, "BillingPlanId": plan or "", "Scorer": scorer})
+        entity.update({"Name": name, "BillingPlanId": plan or "", "Scorer": scorer, **shape})
         store.replace(SERVICES, entity)
         log.info("service updated subscription=%s service=%s", subscription_id, service_id)
         return 200, _view(entity, base_url)

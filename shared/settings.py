@@ -25,25 +25,37 @@ def _int_setting(name: str, default: int, low: int, high: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     storage_connection_string: str
+    queue_connection_string: str
     table_prefix: str
     vm_provisioning_seconds: int
     max_request_bytes: int
     public_base_url: str | None
+    classic_max_concurrent_jobs: int
+    blob_host_allowlist: tuple[str, ...]
+    run_stale_seconds: int
+    scoring_chunk_rows: int
 
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    connection = os.environ.get("BATCHPOOL_STORAGE") or os.environ.get("AzureWebJobsStorage")
-    if not connection:
-        raise RuntimeError("neither BATCHPOOL_STORAGE nor AzureWebJobsStorage is set")
+    host_storage = os.environ.get("AzureWebJobsStorage")
+    if not host_storage:
+        raise RuntimeError("AzureWebJobsStorage is not set: the app's queues live in the host's storage account")
+    connection = os.environ.get("BATCHPOOL_STORAGE") or host_storage
     prefix = os.environ.get("BATCHPOOL_TABLE_PREFIX", "batchpool")
     if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
         raise RuntimeError("setting BATCHPOOL_TABLE_PREFIX must be letters and digits, starting with a letter")
     base = (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None
     return Settings(
         storage_connection_string=connection,
+        queue_connection_string=host_storage,
         table_prefix=prefix,
         vm_provisioning_seconds=_int_setting("VM_PROVISIONING_SECONDS", 10, 0, 3600),
         max_request_bytes=_int_setting("MAX_REQUEST_BYTES", 65536, 1024, 10 * 1024 * 1024),
         public_base_url=base,
+        classic_max_concurrent_jobs=_int_setting("CLASSIC_MAX_CONCURRENT_JOBS", 4, 1, 96),
+        blob_host_allowlist=tuple(p.strip() for p in os.environ.get(
+            "BLOB_HOST_ALLOWLIST", "*.blob.core.windows.net").split(",") if p.strip()),
+        run_stale_seconds=_int_setting("RUN_STALE_SECONDS", 60, 2, 3600),
+        scoring_chunk_rows=_int_setting("SCORING_CHUNK_ROWS", 50000, 100, 1000000),
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from shared import layout
+
 PROVISIONING, IDLE, BUSY, DRAINING, DELETED = "Provisioning", "Idle", "Busy", "Draining", "Deleted"
 STATES = (PROVISIONING, IDLE, BUSY, DRAINING, DELETED)
 
@@ -86,12 +88,8 @@ def plan_delete(vms: list[dict], now: dt.datetime) -> ResizePlan:
     return plan_resize(vms, 0, now)
 
 
-def vm_row_key(pool_id: str, ordinal: int) -> str:
-    return f"vm|{pool_id}|{ordinal:06d}"
-
-
-def new_vm(account_id: str, pool_id: str, ordinal: int, now: dt.datetime, provisioning_seconds: int) -> dict:
-    return {"PartitionKey": account_id, "RowKey": vm_row_key(pool_id, ordinal), "PoolId": pool_id,
+def new_vm(partition: str, pool_id: str, ordinal: int, now: dt.datetime, provisioning_seconds: int) -> dict:
+    return {"PartitionKey": partition, "RowKey": layout.vm_key(pool_id, ordinal), "PoolId": pool_id,
             "VmId": f"vm-{ordinal:06d}", "State": PROVISIONING, "CreatedAt": now,
             "ProvisionedAt": now + dt.timedelta(seconds=provisioning_seconds), "JobId": ""}
 

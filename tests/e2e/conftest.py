@@ -5,9 +5,13 @@ from pathlib import Path
 import pytest
 
 from devhost.azurite import start_azurite
-from tests.e2e.harness import ROOT, Api, HostProcess, unique
+from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, unique
 
 VM_PROVISIONING_SECONDS = 2
+CHUNK_ROWS = 200
+APP_ENV = {"VM_PROVISIONING_SECONDS": str(VM_PROVISIONING_SECONDS), "BATCHPOOL_TABLE_PREFIX": "e2e",
+           "CLASSIC_MAX_CONCURRENT_JOBS": "2", "RUN_STALE_SECONDS": "4", "SCORING_CHUNK_ROWS": str(CHUNK_ROWS),
+           "DEVHOST_QUEUE_LEASE_SECONDS": "10"}
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +28,7 @@ def azurite(logs_dir):
 
 @pytest.fixture(scope="session")
 def app_host(azurite, logs_dir):
-    host = HostProcess(ROOT, azurite.connection_string, log_path=logs_dir / "app-host.log", extra_env={
-        "VM_PROVISIONING_SECONDS": str(VM_PROVISIONING_SECONDS), "BATCHPOOL_TABLE_PREFIX": "e2e"})
+    host = HostProcess(ROOT, azurite.connection_string, log_path=logs_dir / "app-host.log", extra_env=APP_ENV)
     yield host
     host.stop()
 
@@ -33,6 +36,11 @@ def app_host(azurite, logs_dir):
 @pytest.fixture(scope="session")
 def api(app_host) -> Api:
     return Api(app_host.url, app_host.master_key)
+
+
+@pytest.fixture(scope="session")
+def blobs(azurite) -> Blobs:
+    return Blobs(azurite.connection_string)
 
 
 @dataclass
@@ -49,6 +57,10 @@ class Tenant:
     @property
     def pools(self) -> str:
         return f"/api/accounts/{self.account_id}/pools"
+
+    @property
+    def jobs(self) -> str:
+        return f"/api/subscriptions/{self.subscription_id}/services/{self.service_id}/jobs"
 
 
 def make_tenant(api: Api, max_pools: int = 5, max_vms: int = 8) -> Tenant:

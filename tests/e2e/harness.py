@@ -84,11 +84,62 @@ class Api:
         return self.call("PUT", f"/api/accounts/{account_id}", {
             "SubscriptionId": subscription_id, "MaxPools": max_pools, "MaxVmsPerPool": max_vms}, admin=True)
 
-    def put_service(self, subscription_id: str, service_id: str, kind: str = "New", plan: str | None = "plan-a"):
-        body = {"Name": f"service {service_id}", "Kind": kind, "Scorer": "json:dumps"}
+    def put_service(self, subscription_id: str, service_id: str, kind: str = "New", plan: str | None = "plan-a",
+                    scorer: str = "samples.census:score", **extra):
+        body = {"Name": f"service {service_id}", "Kind": kind, "Scorer": scorer, **extra}
         if kind == "New":
             body["BillingPlanId"] = plan
         return self.call("PUT", f"/api/subscriptions/{subscription_id}/services/{service_id}", body, admin=True)
+
+
+    def job(self, jobs_path: str, api_key: str, method: str = "GET", suffix: str = "", body=None,
+            version: str = "2.0") -> requests.Response:
+        query = f"?api-version={version}" if version else ""
+        return self.call(method, f"{jobs_path}{suffix}{query}", body, key=api_key)
+
+    def run_job(self, jobs_path: str, api_key: str, body: dict) -> tuple[str, dict]:
+        """Submit and start a job; returns its id and the status the start answered."""
+        submitted = self.job(jobs_path, api_key, "POST", body=body)
+        assert submitted.status_code == 200, submitted.text
+        job_id = submitted.json()
+        started = self.job(jobs_path, api_key, "POST", f"/{job_id}/start")
+        assert started.status_code == 200, started.text
+        return job_id, started.json()
+
+    def wait_job(self, jobs_path: str, api_key: str, job_id: str, timeout: float = 60) -> dict:
+        terminal = ("Finished", "Failed", "Cancelled")
+        return wait_for(lambda: (s := self.job(jobs_path, api_key, suffix=f"/{job_id}").json())["StatusCode"]
+                        in terminal and s, timeout=timeout)
+
+
+class Blobs:
+    """The test's view of the storage account jobs read and write."""
+
+    def __init__(self, connection_string: str):
+        from azure.storage.blob import BlobServiceClient
+        self.connection_string = connection_string
+        self.service = BlobServiceClient.from_connection_string(connection_string)
+
+    def put(self, container: str, name: str, data: bytes) -> None:
+        client = self.service.get_container_client(container)
+        if not client.exists():
+            client.create_container()
+        client.upload_blob(name, data, overwrite=True)
+
+    def get(self, container: str, name: str) -> bytes | None:
+        blob = self.service.get_blob_client(container, name)
+        return blob.download_blob().readall() if blob.exists() else None
+
+    def location(self, path: str) -> dict:
+        return {"ConnectionString": self.connection_string, "RelativeLocation": path, "BaseLocation": None,
+                "SasBlobToken": None}
+
+    def job_body(self, input_path: str, output_path: str, pool_id: str | None = None, **parameters) -> dict:
+        body = {"Input": self.location(input_path), "Outputs": {"output1": self.location(output_path)},
+                "GlobalParameters": {k: str(v) for k, v in parameters.items()}}
+        if pool_id:
+            body["AzureBatchPoolId"] = pool_id
+        return body
 
 
 def unique(prefix: str) -> str:
@@ -105,4 +156,4 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
     raise AssertionError("condition not met in time")
 
 
-__all__ = ["HostProcess", "Api", "unique", "wait_for", "wait_for_port", "ROOT"]
+__all__ = ["HostProcess", "Api", "Blobs", "unique", "wait_for", "wait_for_port", "ROOT"]

@@ -1,13 +1,13 @@
 """The pure rules of a pool's VMs: states, resize plans, billed seconds."""
 import datetime as dt
 
-from shared import vms
+from shared import layout, vms
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def vm(ordinal, state=vms.IDLE, provisioned=T0, deleted=None):
-    row = {"RowKey": vms.vm_row_key("p", ordinal), "VmId": f"vm-{ordinal}", "State": state,
+    row = {"RowKey": layout.vm_key("p", ordinal), "VmId": f"vm-{ordinal}", "State": state,
            "ProvisionedAt": provisioned, "CreatedAt": provisioned}
     if deleted:
         row["DeletedAt"] = deleted

@@ -1,0 +1,9 @@
+"""DELETE .../jobs/{jobId}?api-version=2.0 (API key): cancel a waiting or running job."""
+import azure.functions as func
+
+from shared import api, jobs
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    return api.respond(lambda: jobs.cancel_job(jobs.authorize(req.route_params, req.params, api.bearer_token(req)),
+                                               req.route_params["jobId"]))

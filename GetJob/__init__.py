@@ -1,0 +1,9 @@
+"""GET .../jobs/{jobId}?api-version=2.0 (API key): the job's status."""
+import azure.functions as func
+
+from shared import api, jobs
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    return api.respond(lambda: jobs.get_job(jobs.authorize(req.route_params, req.params, api.bearer_token(req)),
+                                            req.route_params["jobId"]))

@@ -1,0 +1,11 @@
+"""Timer (every 10 s): re-tick pools, finish half-ended jobs, hand stale runs to another instance."""
+import logging
+
+import azure.functions as func
+
+from shared import sweeper
+
+
+def main(timer: func.TimerRequest) -> None:
+    figures = sweeper.sweep()
+    logging.getLogger(__name__).info("sweep done %s", " ".join(f"{k}={v}" for k, v in figures.items()))

@@ -1,0 +1,128 @@
+"""FIFO dispatch of waiting jobs onto idle VMs.
+
+`tick(partition, pool)` pairs the pool's idle VMs with the oldest waiting jobs; each pair is
+claimed in one etag-conditional transaction (VM Idle -> Busy, wait row removed, run row
+Waiting -> Running), so a VM never takes two jobs and a job never takes two VMs, however
+many instances tick the same pool at once. Finding the next jobs reads the first rows of
+the pool's wait range: the cost does not depend on how many jobs wait.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+from shared import clock, layout, runs, vms
+from shared.storage import POOLS, WriteConflict, get_store
+
+log = logging.getLogger(__name__)
+
+TICK_QUEUE = "schedule-tick"
+RUN_QUEUE = "run-job"
+MAX_ROUNDS = 50
+CANCEL_BATCH = 200
+
+
+def pair_idle_vms(pool_vms: list[dict], heads: list[dict], now: dt.datetime) -> list[tuple[dict, dict]]:
+    """Idle VMs in a stable order, matched with the waiting jobs in FIFO order."""
+    idle = sorted((vm for vm in pool_vms if vms.state_of(vm, now) == vms.IDLE), key=lambda vm: vm["RowKey"])
+    return list(zip(idle, heads))
+
+
+def idle_count(pool_vms: list[dict], now: dt.datetime) -> int:
+    return sum(1 for vm in pool_vms if vms.state_of(vm, now) == vms.IDLE)
+
+
+def tick(partition: str, pool_id: str) -> int:
+    """Start as many waiting jobs as the pool has idle VMs; returns how many started."""
+    store = get_store()
+    started = 0
+    for _ in range(MAX_ROUNDS):
+        pool = store.get(POOLS, partition, layout.pool_key(pool_id))
+        if pool is None or pool["State"] != "Active":
+            cancel_waiting(partition, pool_id, f"pool {pool_id} no longer exists")
+            return started
+        now = clock.utcnow()
+        pool_vms = store.rows(POOLS, partition, layout.vm_prefix(pool_id))
+        free = idle_count(pool_vms, now)
+        if free == 0:
+            return started
+        heads = store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=free)
+        if not heads:
+            return started
+        lost_race = False
+        for vm, head in pair_idle_vms(pool_vms, heads, now):
+            if _claim(partition, vm, head, now):
+                started += 1
+            else:
+                lost_race = True
+                break
+        if not lost_race and len(heads) < free:
+            return started
+    return started
+
+
+def _claim(partition: str, vm: dict, head: dict, now: dt.datetime) -> bool:
+    store = get_store()
+    run = runs.get_run(partition, head["JobId"])
+    if run is None or run["State"] != runs.WAITING:
+        log.warning("stray wait row removed pool=%s job=%s", head.get("PoolId"), head["JobId"])
+        try:
+            store.delete(POOLS, head)
+        except WriteConflict:
+            pass
+        return False
+    vm.update({"State": vms.BUSY, "JobId": run["JobId"]})
+    run.update({"State": runs.RUNNING, "VmKey": vm["RowKey"], "VmId": vm["VmId"], "StartTime": now,
+                "HeartbeatAt": now, "RunnerId": ""})
+    try:
+        store.transact(POOLS, [("replace", vm), ("delete", head), ("replace", run)])
+    except WriteConflict:
+        return False
+    store.send(RUN_QUEUE, {"Partition": partition, "JobId": run["JobId"]})
+    log.info("job started job=%s pool=%s vm=%s", run["JobId"], run["PoolId"], vm["VmId"])
+    return True
+
+
+def pool_of_message(body: bytes) -> tuple[str, str]:
+    message = json.loads(body)
+    return message["Partition"], message["PoolId"]
+
+
+def job_of_message(body: bytes) -> tuple[str, str]:
+    message = json.loads(body)
+    return message["Partition"], message["JobId"]
+
+
+def tick_later(partition: str, pool_id: str, delay_seconds: int = 0) -> None:
+    """Ask a ScheduleTick to look at the pool (after the delay, e.g. when new VMs are ready)."""
+    get_store().send(TICK_QUEUE, {"Partition": partition, "PoolId": pool_id},
+                     delay_seconds=delay_seconds + 1 if delay_seconds else 0)
+
+
+def waiting_count(partition: str, pool_id: str) -> int:
+    return get_store().count(POOLS, partition, layout.wait_prefix(pool_id))
+
+
+def queue_position(partition: str, pool_id: str, wait_key: str) -> int:
+    """1-based place in the pool's queue: the waiting jobs started before this one, plus one."""
+    return get_store().count(POOLS, partition, layout.wait_prefix(pool_id), below=wait_key) + 1
+
+
+def cancel_waiting(partition: str, pool_id: str, reason: str) -> int:
+    """End the pool's waiting jobs Cancelled (up to a batch; more are left to the next tick)."""
+    store = get_store()
+    cancelled = 0
+    for head in store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=CANCEL_BATCH):
+        run = runs.get_run(partition, head["JobId"])
+        if run is None or run["State"] != runs.WAITING:
+            continue
+        try:
+            runs.end_run(run, runs.CANCELLED, reason)
+        except WriteConflict:
+            continue
+        runs.finalize(run)
+        cancelled += 1
+    if cancelled == CANCEL_BATCH:
+        tick_later(partition, pool_id)
+    return cancelled

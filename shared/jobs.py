@@ -1,0 +1,250 @@
+"""The BES 2.0 job API of a web service: submit, start, status, cancel, list.
+
+A job row (Jobs table, partition `<subscription>|<service>`) keeps the request and, once the
+job has ended, its outcome. A job id sorts newest first, so listing is one range read.
+While a started job waits or runs, its state lives in the pool partition's run row
+(`shared.runs`); a classic job runs in the shared classic pool.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets as random_tokens
+from urllib.parse import urlsplit
+
+from shared import bes, clock, dispatch, layout, runs, services, vms
+from shared.pools import vm_operations
+from shared.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from shared.services import Service
+from shared.settings import get_settings
+from shared.storage import JOBS, POOLS, WriteConflict, blob_endpoint, get_store, own_blob_endpoint, retry_on_conflict
+from shared.validation import is_valid_id
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2.0"
+NOT_STARTED, STARTED = "NotStarted", "Started"
+MAX_STORED_REQUEST_CHARS = 30000
+MAX_PAGE = 1000
+_EPOCH_CEILING_MS = 10 ** 14
+
+
+def require_api_version(params) -> None:
+    version = params.get("api-version")
+    if version != API_VERSION:
+        raise InvalidRequest(f"add ?api-version={API_VERSION} to the URL (got {version!r})", "InvalidApiVersion")
+
+
+def authorize(route_params, params, token: str) -> Service:
+    """The web service whose API key was presented, for a request with the right api-version."""
+    service = services.authenticate(route_params["subscriptionId"], route_params["serviceId"], token)
+    require_api_version(params)
+    return service
+
+
+def job_partition(service: Service) -> str:
+    return f"{service.subscription_id}|{service.service_id}"
+
+
+def new_job_id(now) -> str:
+    """Newest first in key order: the inverted submit time in ms, then random hex."""
+    inverted = _EPOCH_CEILING_MS - int(now.timestamp() * 1000)
+    return f"{inverted:014d}{random_tokens.token_hex(8)}"
+
+
+def _check_blob_hosts(request: bes.JobRequest) -> None:
+    allowed = [*get_settings().blob_host_allowlist, own_blob_endpoint()]
+    for name, location in [("Input", request.input), *((f"Outputs.{n}", l) for n, l in request.outputs.items())]:
+        endpoint = blob_endpoint(location.connection_string, location.base_location, location.sas_token)
+        if not bes.host_allowed(endpoint, [bes_pattern(a) for a in allowed]):
+            raise InvalidRequest(f"{name} points at a blob endpoint this deployment does not reach; allowed "
+                                 "are its own storage account and BLOB_HOST_ALLOWLIST", "BlobHostNotAllowed")
+
+
+def bes_pattern(allowed: str) -> str:
+    """An allow-list entry as a host[:port] pattern (entries may be whole endpoints)."""
+    if "://" in allowed:
+        parts = urlsplit(allowed)
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    return allowed
+
+
+def submit_job(service: Service, body: dict) -> str:
+    request = bes.parse_request(body, list(service.input_names), list(service.output_names))
+    _check_blob_hosts(request)
+    if request.pool_id is not None:
+        pool = get_store().get(POOLS, service.subscription_id, layout.pool_key(request.pool_id))
+        if pool is None or pool["State"] != "Active":
+            # A pool of another subscription answers exactly like one that does not exist.
+            raise NotFound(f"no pool {request.pool_id} for this web service's subscription", "PoolNotFound")
+    stored = json.dumps(bes.request_to_stored(request))
+    if len(stored) > MAX_STORED_REQUEST_CHARS:
+        raise PayloadTooLarge(f"the job definition is {len(stored)} characters; at most "
+                              f"{MAX_STORED_REQUEST_CHARS} are kept", "JobTooLarge")
+    now = clock.utcnow()
+    job_id = new_job_id(now)
+    get_store().insert(JOBS, {"PartitionKey": job_partition(service), "RowKey": job_id, "Status": NOT_STARTED,
+                              "Request": stored, "PoolId": request.pool_id or "", "CreatedAt": now,
+                              "Details": "", "Results": "{}", "Attempts": 0})
+    log.info("job submitted job=%s service=%s pool=%s", job_id, service.service_id, request.pool_id or "classic")
+    return job_id
+
+
+def _job(service: Service, job_id: str) -> dict:
+    job = get_store().get(JOBS, job_partition(service), job_id) if is_valid_id(job_id) else None
+    if job is None:
+        raise NotFound(f"no job {job_id} for this web service", "JobNotFound")
+    return job
+
+
+def _placement(service: Service, job: dict) -> tuple[str, str]:
+    if job["PoolId"]:
+        return service.subscription_id, job["PoolId"]
+    return layout.CLASSIC_PARTITION, layout.CLASSIC_POOL
+
+
+def start_job(service: Service, job_id: str) -> dict:
+    """Start the job: it runs now on an idle VM or waits its turn. Starting twice is harmless."""
+    store = get_store()
+
+    def mark_started():
+        job = _job(service, job_id)
+        if job["Status"] in runs.TERMINAL:
+            raise Conflict(f"job {job_id} has already ended ({job['Status']})", "JobAlreadyEnded")
+        if job["Status"] == NOT_STARTED:
+            job.update({"Status": STARTED, "StartRequestedAt": clock.utcnow()})
+            store.replace(JOBS, job)
+        return job
+
+    job = retry_on_conflict(mark_started)
+    partition, pool_id = _placement(service, job)
+    if not job["PoolId"]:
+        ensure_classic_pool()
+    now = clock.utcnow()
+    wait_key = layout.wait_key(pool_id, job["StartRequestedAt"], job_id)
+    run = {"PartitionKey": partition, "RowKey": layout.run_key(job_id), "JobId": job_id,
+           "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.WAITING, "WaitKey": wait_key,
+           "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": now,
+           "Attempts": 0, "VmKey": "", "RunnerId": ""}
+    wait = {"PartitionKey": partition, "RowKey": wait_key, "JobId": job_id, "PoolId": pool_id}
+    try:
+        store.transact(POOLS, [("create", run), ("create", wait)])
+        log.info("job queued job=%s pool=%s", job_id, pool_id)
+    except WriteConflict:
+        pass  # started before, or cancelled meanwhile: the run row says which
+    dispatch.tick(partition, pool_id)
+    return get_job(service, job_id)
+
+
+def cancel_job(service: Service, job_id: str) -> dict:
+    store = get_store()
+
+    def attempt():
+        job = _job(service, job_id)
+        if job["Status"] in runs.TERMINAL:
+            raise Conflict(f"job {job_id} has already ended ({job['Status']})", "JobAlreadyEnded")
+        if job["Status"] == NOT_STARTED:
+            job.update({"Status": runs.CANCELLED, "EndTime": clock.utcnow(),
+                        "Details": "cancelled before it was started"})
+            store.replace(JOBS, job)
+            return False
+        partition, pool_id = _placement(service, job)
+        run = runs.get_run(partition, job_id)
+        if run is None:
+            # The start is half done: a Cancelled run row makes sure it never runs.
+            run = {"PartitionKey": partition, "RowKey": layout.run_key(job_id), "JobId": job_id,
+                   "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.CANCELLED,
+                   "EndTime": clock.utcnow(), "Details": "cancelled by the caller", "Results": "{}"}
+            store.insert(POOLS, run)
+            runs.finalize(run)
+            return False
+        if run["State"] in runs.TERMINAL:
+            runs.finalize(run)
+            raise Conflict(f"job {job_id} has already ended ({run['State']})", "JobAlreadyEnded")
+        freed = runs.end_run(run, runs.CANCELLED, "cancelled by the caller")
+        runs.finalize(run)
+        return freed and (partition, pool_id)
+
+    freed = retry_on_conflict(attempt)
+    if freed:
+        dispatch.tick(*freed)
+    return get_job(service, job_id)
+
+
+def _results(stored_results: str) -> dict | None:
+    results = json.loads(stored_results or "{}")
+    return results or None
+
+
+def get_job(service: Service, job_id: str) -> dict:
+    job = _job(service, job_id)
+    view = {"JobId": job_id, "StatusCode": job["Status"], "Results": _results(job.get("Results")),
+            "Details": job.get("Details") or None, "CreatedAt": clock.iso(job["CreatedAt"]),
+            "StartTime": clock.iso(job.get("StartTime")), "EndTime": clock.iso(job.get("EndTime")),
+            "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None, "Attempts": job.get("Attempts") or 0}
+    if job["Status"] != STARTED:
+        return view
+    partition, pool_id = _placement(service, job)
+    run = runs.get_run(partition, job_id)
+    if run is None:
+        refreshed = _job(service, job_id)
+        if refreshed["Status"] != STARTED:
+            return get_job(service, job_id)
+        view.update({"StatusCode": NOT_STARTED, "Details": "start requested; call start again to complete it"})
+        return view
+    view["StatusCode"] = NOT_STARTED if run["State"] == runs.WAITING else run["State"]
+    view["StartTime"] = clock.iso(run.get("StartTime"))
+    view["EndTime"] = clock.iso(run.get("EndTime"))
+    view["Attempts"] = run.get("Attempts") or 0
+    if run["State"] == runs.WAITING:
+        view["QueuePosition"] = dispatch.queue_position(partition, pool_id, run["WaitKey"])
+        view["Details"] = f"waiting for a free VM of pool {pool_id}" if job["PoolId"] else \
+            "waiting for a slot of the shared classic environment"
+    elif run["State"] == runs.RUNNING:
+        view["Details"] = f"running on {run.get('VmId')}"
+    else:
+        view["Details"] = run.get("Details") or None
+        view["Results"] = _results(run.get("Results"))
+    return view
+
+
+def list_jobs(service: Service, params) -> dict:
+    top = params.get("$top", "50")
+    if not top.isdigit() or not 1 <= int(top) <= MAX_PAGE:
+        raise InvalidRequest(f"$top must be a whole number from 1 to {MAX_PAGE}", "InvalidValue")
+    after = params.get("continuationToken")
+    if after is not None and not is_valid_id(after):
+        raise InvalidRequest("continuationToken is not one this service issued", "InvalidValue")
+    rows = get_store().rows(JOBS, job_partition(service), "", after=after, limit=int(top) + 1,
+                            select=["RowKey"])
+    page = rows[:int(top)]
+    jobs = [get_job(service, row["RowKey"]) for row in page]
+    return {"Jobs": jobs, "ContinuationToken": page[-1]["RowKey"] if len(rows) > int(top) else None}
+
+
+def ensure_classic_pool() -> None:
+    """The shared classic environment: a pool of CLASSIC_MAX_CONCURRENT_JOBS slots, made on
+    first use and resized when the setting changes. Its slots are never billed as a pool."""
+    store = get_store()
+    slots = get_settings().classic_max_concurrent_jobs
+    partition, pool_id = layout.CLASSIC_PARTITION, layout.CLASSIC_POOL
+
+    def attempt():
+        now = clock.utcnow()
+        pool = store.get(POOLS, partition, layout.pool_key(pool_id))
+        if pool is None:
+            pool = {"PartitionKey": partition, "RowKey": layout.pool_key(pool_id), "PoolId": pool_id,
+                    "AccountId": "", "VmCount": slots, "State": "Active", "BillingPlanId": "", "ServiceId": "",
+                    "CreatedAt": now, "NextVmOrdinal": 0}
+            operations = vm_operations(vms.ResizePlan(create=slots), pool, now, 0)
+            store.transact(POOLS, [("create", pool), *operations])
+            return True
+        if pool["VmCount"] == slots:
+            return False
+        plan = vms.plan_resize(store.rows(POOLS, partition, layout.vm_prefix(pool_id)), slots, now)
+        pool["VmCount"] = slots
+        store.transact(POOLS, [("replace", pool), *vm_operations(plan, pool, now, 0)])
+        return True
+
+    if retry_on_conflict(attempt):
+        log.info("classic environment sized slots=%s", slots)

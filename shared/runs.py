@@ -1,0 +1,73 @@
+"""A started job's execution state (its `run|<job>` row) from waiting to its end.
+
+The run row, not the job row, is the arbiter for a started job: it is created exactly once
+(by start, or by a cancel that wins the race), changes only in etag-conditional
+transactions together with the wait row and the VM row it concerns, and reaches exactly
+one terminal state. `finalize` then copies that state to the job row and deletes the run
+row; if an instance dies in between, the sweeper finishes the copy.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from shared import clock, layout, vms
+from shared.storage import JOBS, POOLS, WriteConflict, get_store
+
+log = logging.getLogger(__name__)
+
+WAITING, RUNNING = "Waiting", "Running"
+FINISHED, FAILED, CANCELLED = "Finished", "Failed", "Cancelled"
+TERMINAL = (FINISHED, FAILED, CANCELLED)
+
+
+def get_run(partition: str, job_id: str) -> dict | None:
+    return get_store().get(POOLS, partition, layout.run_key(job_id))
+
+
+def release_changes(vm: dict, job_id: str, now) -> dict | None:
+    """What the VM row becomes when its job ends: Idle again, or deleted if it was draining."""
+    if vm.get("JobId") != job_id:
+        return None
+    if vm["State"] == vms.DRAINING:
+        return vms.retirement(now)
+    return {"State": vms.IDLE, "JobId": ""}
+
+
+def end_run(run: dict, status: str, details: str, results: dict | None = None) -> bool:
+    """Move a waiting or running job to a terminal state, freeing its wait row or VM in the
+    same transaction. Raises WriteConflict if the run changed since it was read; returns
+    whether a VM was freed (its pool should be ticked)."""
+    store = get_store()
+    now = clock.utcnow()
+    previous = run["State"]
+    operations = []
+    freed = False
+    if previous == WAITING:
+        operations.append(("delete", {"PartitionKey": run["PartitionKey"], "RowKey": run["WaitKey"]}))
+    elif previous == RUNNING:
+        vm = store.get(POOLS, run["PartitionKey"], run["VmKey"])
+        changes = release_changes(vm, run["JobId"], now) if vm else None
+        if changes:
+            vm.update(changes)
+            operations.append(("replace", vm))
+            freed = True
+    else:
+        raise WriteConflict("run already ended")
+    run.update({"State": status, "EndTime": now, "Details": details, "Results": json.dumps(results or {})})
+    store.transact(POOLS, [("replace", run), *operations])
+    log.info("job ended job=%s pool=%s state=%s previous=%s", run["JobId"], run["PoolId"], status, previous)
+    return freed
+
+
+def finalize(run: dict) -> None:
+    """Copy a terminal run to its job row, then drop the run row."""
+    store = get_store()
+    store.merge(JOBS, {"PartitionKey": run["JobPartition"], "RowKey": run["JobId"], "Status": run["State"],
+                       "Details": run.get("Details") or "", "Results": run.get("Results") or "{}",
+                       "StartTime": run.get("StartTime"), "EndTime": run.get("EndTime"),
+                       "Attempts": run.get("Attempts") or 0})
+    try:
+        store.delete(POOLS, run)
+    except WriteConflict:
+        pass  # someone finalized it already

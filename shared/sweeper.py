@@ -1,0 +1,47 @@
+"""The safety net: repairs what a lost message or a dead instance left behind.
+
+Each sweep (a timer, by default every 20 seconds):
+* ticks every active pool, so waiting jobs never stay behind an idle VM because a tick
+  message was lost;
+* copies ended runs whose job row was never updated, and removes their run rows;
+* re-sends the run message of a running job whose runner's heartbeat went stale (its
+  instance died), so another instance takes the job over;
+* keeps the classic environment at CLASSIC_MAX_CONCURRENT_JOBS slots.
+Its cost grows with the number of active pools and of jobs in flight, not with history.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from shared import clock, dispatch, jobs, layout, runs
+from shared.settings import get_settings
+from shared.storage import POOLS, WriteConflict, get_store
+
+log = logging.getLogger(__name__)
+
+
+def sweep() -> dict:
+    store = get_store()
+    figures = {"pools": 0, "started": 0, "finalized": 0, "resent": 0}
+    jobs.ensure_classic_pool()
+    for pool in store.scan(POOLS, layout.POOL_PREFIX, "State eq @state", {"state": "Active"}):
+        figures["pools"] += 1
+        figures["started"] += dispatch.tick(pool["PartitionKey"], pool["PoolId"])
+    stale_before = clock.utcnow() - dt.timedelta(seconds=get_settings().run_stale_seconds)
+    for run in store.scan(POOLS, layout.RUN_PREFIX):
+        if run["State"] in runs.TERMINAL:
+            runs.finalize(run)
+            figures["finalized"] += 1
+        elif run["State"] == runs.RUNNING and (run.get("HeartbeatAt") or run["StartTime"]) < stale_before:
+            run["HeartbeatAt"] = clock.utcnow()
+            run["RunnerId"] = ""
+            try:
+                store.replace(POOLS, run)
+            except WriteConflict:
+                continue
+            store.send(dispatch.RUN_QUEUE, {"Partition": run["PartitionKey"], "JobId": run["JobId"]})
+            figures["resent"] += 1
+            log.warning("stale run resent job=%s pool=%s attempts=%s", run["JobId"], run["PoolId"],
+                        run.get("Attempts"))
+    return figures

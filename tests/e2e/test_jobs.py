@@ -1,0 +1,193 @@
+"""The BES job API end to end: pools run jobs at once or in FIFO order; classic jobs share."""
+import io
+import time
+
+import pandas as pd
+import pytest
+
+from samples import census
+from tests.e2e.conftest import CHUNK_ROWS, VM_PROVISIONING_SECONDS
+from tests.e2e.harness import unique, wait_for
+from tests.e2e.test_pools import create
+
+
+def census_csv(rows: int, seed: int = 1) -> bytes:
+    return "".join(census.generate_csv(rows, seed)).encode()
+
+
+@pytest.fixture(scope="module")
+def sample_input(blobs):
+    """A small census file (1,000 rows: five chunks) shared by the tests."""
+    blobs.put("inputs", "census-1000.csv", census_csv(1000))
+    return "inputs/census-1000.csv"
+
+
+def ready_pool(api, tenant, vm_count: int, pool_id: str = "pool") -> str:
+    assert create(api, tenant, vm_count, pool_id).status_code == 201
+    wait_for(lambda: api.call("GET", f"{tenant.pools}/{pool_id}", key=tenant.primary).json()["VmCounts"]["Idle"]
+             == vm_count, timeout=VM_PROVISIONING_SECONDS + 15)
+    return pool_id
+
+
+def test_job_on_a_pool_with_a_free_vm_runs_at_once_and_scores(api, tenant, blobs, sample_input):
+    pool = ready_pool(api, tenant, 2)
+    output = f"outputs/{unique('scored')}.csv"
+    job_id, started = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(sample_input, output, pool))
+    assert started["StatusCode"] == "Running" and started["AzureBatchPoolId"] == pool
+    assert started["QueuePosition"] is None and started["StartTime"]
+    done = api.wait_job(tenant.jobs, tenant.api_key, job_id)
+    assert done["StatusCode"] == "Finished", done
+    assert done["CreatedAt"] <= done["StartTime"] <= done["EndTime"]
+    assert done["Results"]["output1"]["RelativeLocation"] == output
+    assert done["Results"]["output1"]["SasBlobToken"] is None
+    scored = pd.read_csv(io.BytesIO(blobs.get(*output.split("/", 1))))
+    original = pd.read_csv(io.BytesIO(blobs.get(*sample_input.split("/", 1))))
+    assert len(scored) == len(original) == 1000
+    assert list(scored.columns) == census.COLUMNS + ["Scored Labels", "Scored Probabilities"]
+    expected = census.score(original, {})
+    assert scored["Scored Labels"].tolist() == expected["Scored Labels"].tolist()
+    pool_after = api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()
+    assert pool_after["VmCounts"]["Idle"] == 2 and pool_after["RunningJobs"] == 0
+
+
+def test_waiting_jobs_start_in_fifo_order_one_vm_at_a_time(api, tenant, blobs, sample_input):
+    pool = ready_pool(api, tenant, 1)
+    ids = []
+    for index in range(4):
+        job_id, started = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
+            sample_input, f"outputs/{unique('fifo')}.csv", pool, SecondsPerChunk=0.1))
+        ids.append(job_id)
+        if index == 0:
+            assert started["StatusCode"] == "Running"
+        else:
+            assert started["StatusCode"] == "NotStarted" and started["QueuePosition"] >= 1
+    positions = [api.job(tenant.jobs, tenant.api_key, suffix=f"/{i}").json()["QueuePosition"] for i in ids[1:]]
+    assert positions == sorted(positions) and positions[-1] == positions[0] + 2
+    finals = [api.wait_job(tenant.jobs, tenant.api_key, i) for i in ids]
+    assert all(f["StatusCode"] == "Finished" for f in finals)
+    for earlier, later in zip(finals, finals[1:]):
+        assert earlier["StartTime"] < later["StartTime"]
+        assert earlier["EndTime"] <= later["StartTime"], "one VM ran two jobs at once"
+
+
+def most_at_once(jobs: list[dict]) -> int:
+    """The largest number of jobs whose [StartTime, EndTime) intervals overlap."""
+    events = sorted([(j["StartTime"], 1) for j in jobs] + [(j["EndTime"], -1) for j in jobs],
+                    key=lambda e: (e[0], e[1]))
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_classic_jobs_share_a_bounded_fifo_environment(api, tenant, blobs, sample_input):
+    ids = [api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
+        sample_input, f"outputs/{unique('classic')}.csv", SecondsPerChunk=0.2))[0] for _ in range(5)]
+    finals = [api.wait_job(tenant.jobs, tenant.api_key, i) for i in ids]
+    assert all(f["StatusCode"] == "Finished" and f["AzureBatchPoolId"] is None for f in finals)
+    assert most_at_once(finals) == 2  # CLASSIC_MAX_CONCURRENT_JOBS in the test host
+    starts = [f["StartTime"] for f in finals]
+    assert starts == sorted(starts)
+
+
+def test_cancel_a_waiting_and_a_running_job(api, tenant, blobs, sample_input):
+    pool = ready_pool(api, tenant, 1)
+    slow = blobs.job_body(sample_input, f"outputs/{unique('slow')}.csv", pool, SecondsPerChunk=1)
+    running, _ = api.run_job(tenant.jobs, tenant.api_key, slow)
+    waiting, state = api.run_job(tenant.jobs, tenant.api_key, dict(slow, Outputs={"output1": blobs.location(
+        f"outputs/{unique('w')}.csv")}))
+    assert state["QueuePosition"] == 1
+    cancelled = api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{waiting}")
+    assert cancelled.status_code == 200 and cancelled.json()["StatusCode"] == "Cancelled"
+    assert cancelled.json()["QueuePosition"] is None
+    third, state = api.run_job(tenant.jobs, tenant.api_key, dict(slow, Outputs={"output1": blobs.location(
+        f"outputs/{unique('t')}.csv")}))
+    assert state["QueuePosition"] == 1
+    stopped = api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{running}")
+    assert stopped.json()["StatusCode"] == "Cancelled"
+    # The freed VM takes the next waiting job at once.
+    assert wait_for(lambda: api.job(tenant.jobs, tenant.api_key, suffix=f"/{third}").json()["StatusCode"]
+                    == "Running", timeout=10)
+    again = api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{waiting}")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "JobAlreadyEnded"
+    restart = api.job(tenant.jobs, tenant.api_key, "POST", f"/{waiting}/start")
+    assert restart.status_code == 409
+    api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{third}")
+    time.sleep(1.5)
+    assert api.job(tenant.jobs, tenant.api_key, suffix=f"/{running}").json()["StatusCode"] == "Cancelled"
+
+
+def test_cancel_before_start(api, tenant, blobs, sample_input):
+    submitted = api.job(tenant.jobs, tenant.api_key, "POST", body=blobs.job_body(sample_input, "outputs/x.csv"))
+    job_id = submitted.json()
+    assert api.job(tenant.jobs, tenant.api_key, suffix=f"/{job_id}").json()["StatusCode"] == "NotStarted"
+    assert api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{job_id}").json()["StatusCode"] == "Cancelled"
+    assert api.job(tenant.jobs, tenant.api_key, "POST", f"/{job_id}/start").status_code == 409
+
+
+def test_deleting_a_pool_cancels_waiting_jobs_and_lets_running_ones_finish(api, tenant, blobs, sample_input):
+    pool = ready_pool(api, tenant, 1)
+    body = lambda: blobs.job_body(sample_input, f"outputs/{unique('d')}.csv", pool, SecondsPerChunk=0.3)
+    running, _ = api.run_job(tenant.jobs, tenant.api_key, body())
+    waiting = [api.run_job(tenant.jobs, tenant.api_key, body())[0] for _ in range(2)]
+    deleted = api.call("DELETE", f"{tenant.pools}/{pool}", key=tenant.primary).json()
+    assert deleted["CancelledJobs"] == 2 and deleted["DrainingVms"] == 1
+    for job_id in waiting:
+        state = api.job(tenant.jobs, tenant.api_key, suffix=f"/{job_id}").json()
+        assert state["StatusCode"] == "Cancelled" and "deleted" in state["Details"]
+    assert api.wait_job(tenant.jobs, tenant.api_key, running)["StatusCode"] == "Finished"
+    # A new job cannot name the deleted pool.
+    refused = api.job(tenant.jobs, tenant.api_key, "POST", body=body())
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "PoolNotFound"
+
+
+def test_shrinking_drains_the_busy_vm_after_its_job(api, tenant, blobs, sample_input):
+    pool = ready_pool(api, tenant, 1)
+    job_id, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
+        sample_input, f"outputs/{unique('drain')}.csv", pool, SecondsPerChunk=0.3))
+    resized = api.call("POST", f"{tenant.pools}/{pool}/resize", {"VmCount": 0}, key=tenant.primary).json()
+    assert resized["VmCounts"]["Draining"] == 1 and resized["RunningJobs"] == 1
+    assert api.wait_job(tenant.jobs, tenant.api_key, job_id)["StatusCode"] == "Finished"
+    after = api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()
+    assert after["VmCounts"] == {"Provisioning": 0, "Idle": 0, "Busy": 0, "Draining": 0}
+    assert after["Vms"][0]["State"] == "Deleted" and after["Vms"][0]["DeletedAt"] >= after["Vms"][0]["ProvisionedAt"]
+
+
+def test_failures_end_the_job_failed_with_details(api, tenant, blobs, sample_input):
+    pool = ready_pool(api, tenant, 1)
+    missing, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body("inputs/no-such.csv", "outputs/n.csv", pool))
+    state = api.wait_job(tenant.jobs, tenant.api_key, missing)
+    assert state["StatusCode"] == "Failed" and "does not exist" in state["Details"]
+    blobs.put("inputs", "not-census.csv", b"a,b\n1,2\n")
+    bad, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body("inputs/not-census.csv", "outputs/b.csv", pool))
+    state = api.wait_job(tenant.jobs, tenant.api_key, bad)
+    assert state["StatusCode"] == "Failed" and "lacks column" in state["Details"]
+    assert blobs.get("outputs", "b.csv") is None  # nothing half-written
+    blobs.put("inputs", "empty.csv", b"")
+    empty, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body("inputs/empty.csv", "outputs/e.csv", pool))
+    assert "empty" in api.wait_job(tenant.jobs, tenant.api_key, empty)["Details"]
+    pool_after = api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()
+    assert pool_after["VmCounts"]["Idle"] == 1
+
+
+def test_a_job_over_its_service_timeout_is_stopped(api, tenant_factory, blobs, sample_input):
+    tenant = tenant_factory()
+    api.put_service(tenant.subscription_id, tenant.service_id, TimeoutSeconds=1)
+    pool = ready_pool(api, tenant, 1)
+    job_id, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
+        sample_input, "outputs/timeout.csv", pool, SecondsPerChunk=0.5))
+    state = api.wait_job(tenant.jobs, tenant.api_key, job_id)
+    assert state["StatusCode"] == "Failed" and "TimeoutSeconds" in state["Details"]
+
+
+def test_list_jobs_newest_first_in_pages(api, tenant, blobs, sample_input):
+    ids = [api.job(tenant.jobs, tenant.api_key, "POST", body=blobs.job_body(sample_input, "outputs/l.csv")).json()
+           for _ in range(5)]
+    first = api.job(tenant.jobs, tenant.api_key, suffix="", version="2.0&$top=3" if False else "2.0")
+    listed = api.call("GET", f"{tenant.jobs}?api-version=2.0&$top=3", key=tenant.api_key).json()
+    assert [j["JobId"] for j in listed["Jobs"]] == ids[::-1][:3]
+    rest = api.call("GET", f"{tenant.jobs}?api-version=2.0&$top=3&continuationToken={listed['ContinuationToken']}",
+                    key=tenant.api_key).json()
+    assert [j["JobId"] for j in rest["Jobs"]] == ids[::-1][3:] and rest["ContinuationToken"] is None
+    assert first.status_code == 200 and len(first.json()["Jobs"]) == 5
