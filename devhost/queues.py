@@ -128,7 +128,7 @@ class QueueListener:
                                    time_next_visible=message.next_visible_on)
             self.invoker.invoke(self.spec, trigger)
             succeeded = True
-        except Exception as error:
+        except BaseException as error:  # the worker reports any exception, SystemExit too, as a failure
             log.warning("function failed function=%s id=%s dequeue_count=%s error=%s", self.spec.name,
                         message.id, message.dequeue_count, type(error).__name__)
         finally:

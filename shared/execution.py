@@ -213,6 +213,7 @@ def run_job(partition: str, job_id: str) -> None:
     if run is None:
         log.info("run message skipped job=%s (ended, or a live runner holds it)", job_id)
         return
+    log.info("run claimed job=%s pool=%s attempt=%s", job_id, run["PoolId"], run["Attempts"])
     job = get_store().get(JOBS, run["JobPartition"], job_id)
     service = services.get_service(run["SubscriptionId"], run["ServiceId"])
     started = time.monotonic()

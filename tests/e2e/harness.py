@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from devhost.azurite import free_port, wait_for_port
 
@@ -67,6 +69,10 @@ class Api:
         self.base = base
         self.master_key = master_key
         self.session = requests.Session()
+        # A connection held by a host instance that was killed drops; idempotent calls retry.
+        retry = Retry(total=3, connect=3, read=3, status=0, backoff_factor=0.1,
+                      allowed_methods=["GET", "PUT", "DELETE"])
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
 
     def call(self, method: str, path: str, body=None, key: str | None = None, admin: bool = False,
              raw: bytes | None = None, headers: dict | None = None) -> requests.Response:
