@@ -6,7 +6,7 @@ AZURITE := node_modules/.bin/azurite
 PORT ?= 7071
 INSTANCES ?= 1
 
-.PHONY: run test unit bench setup clean
+.PHONY: run test unit demo bench setup clean
 
 run: setup local.settings.json
 	$(PY) -m devhost --app . --port $(PORT) --instances $(INSTANCES) --azurite .azurite
@@ -16,6 +16,12 @@ test: setup
 
 unit: setup
 	$(PY) -m pytest tests/unit
+
+demo: setup
+	$(PY) scripts/demo.py --base http://127.0.0.1:$(PORT)
+
+bench: setup
+	$(PY) bench/run_all.py
 
 setup: $(VENV)/.installed $(AZURITE)
 

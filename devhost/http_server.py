@@ -66,6 +66,9 @@ def _make_handler(router: Router, keys: HostKeys, invoker: Invoker, gate: thread
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "devhost"
+        # Headers and body go out in two writes; with Nagle's algorithm on, the second waits
+        # for the client's delayed ACK (~40 ms on Linux) on every kept-alive request.
+        disable_nagle_algorithm = True
 
         def log_message(self, format, *args):  # the host logs one line per request itself
             pass

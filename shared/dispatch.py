@@ -33,54 +33,52 @@ def idle_count(pool_vms: list[dict], now: dt.datetime) -> int:
     return sum(1 for vm in pool_vms if vms.state_of(vm, now) == vms.IDLE)
 
 
-def tick(partition: str, pool_id: str) -> int:
-    """Start as many waiting jobs as the pool has idle VMs; returns how many started."""
+def tick(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
+    """Start as many waiting jobs as the pool has idle VMs; returns job id -> (VM, start time)."""
     store = get_store()
-    started = 0
+    started = {}
     for _ in range(MAX_ROUNDS):
-        pool = store.get(POOLS, partition, layout.pool_key(pool_id))
-        if pool is None or pool["State"] != "Active":
-            cancel_waiting(partition, pool_id, f"pool {pool_id} no longer exists")
+        heads = store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=vms.MAX_VMS_PER_POOL)
+        if not heads:
             return started
         now = clock.utcnow()
         pool_vms = store.rows(POOLS, partition, layout.vm_prefix(pool_id))
-        free = idle_count(pool_vms, now)
-        if free == 0:
-            return started
-        heads = store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=free)
-        if not heads:
+        pairs = pair_idle_vms(pool_vms, heads, now)
+        if not pairs:
+            if not any(vms.is_live(vm) for vm in pool_vms):
+                _cancel_if_pool_gone(partition, pool_id)
             return started
         lost_race = False
-        for vm, head in pair_idle_vms(pool_vms, heads, now):
+        for vm, head in pairs:
             if _claim(partition, vm, head, now):
-                started += 1
+                started[head["JobId"]] = (vm["VmId"], now)
             else:
                 lost_race = True
                 break
-        if not lost_race and len(heads) < free:
+        if not lost_race:
             return started
     return started
 
 
+def _cancel_if_pool_gone(partition: str, pool_id: str) -> None:
+    pool = get_store().get(POOLS, partition, layout.pool_key(pool_id))
+    if pool is None or pool["State"] != "Active":
+        cancel_waiting(partition, pool_id, f"pool {pool_id} was deleted before the job could start")
+
+
 def _claim(partition: str, vm: dict, head: dict, now: dt.datetime) -> bool:
+    """VM Idle -> Busy, wait row removed, run row Running: all or nothing. The wait row's
+    etag-conditional delete is what a concurrent cancel or claim of the same job loses on."""
     store = get_store()
-    run = runs.get_run(partition, head["JobId"])
-    if run is None or run["State"] != runs.WAITING:
-        log.warning("stray wait row removed pool=%s job=%s", head.get("PoolId"), head["JobId"])
-        try:
-            store.delete(POOLS, head)
-        except WriteConflict:
-            pass
-        return False
-    vm.update({"State": vms.BUSY, "JobId": run["JobId"]})
-    run.update({"State": runs.RUNNING, "VmKey": vm["RowKey"], "VmId": vm["VmId"], "StartTime": now,
-                "HeartbeatAt": now, "RunnerId": ""})
+    vm.update({"State": vms.BUSY, "JobId": head["JobId"]})
+    run_changes = {"PartitionKey": partition, "RowKey": layout.run_key(head["JobId"]), "State": runs.RUNNING,
+                   "VmKey": vm["RowKey"], "VmId": vm["VmId"], "StartTime": now, "HeartbeatAt": now, "RunnerId": ""}
     try:
-        store.transact(POOLS, [("replace", vm), ("delete", head), ("replace", run)])
+        store.transact(POOLS, [("replace", vm), ("delete", head), ("merge", run_changes)])
     except WriteConflict:
         return False
-    store.send(RUN_QUEUE, {"Partition": partition, "JobId": run["JobId"]})
-    log.info("job started job=%s pool=%s vm=%s", run["JobId"], run["PoolId"], vm["VmId"])
+    store.send(RUN_QUEUE, {"Partition": partition, "JobId": head["JobId"]})
+    log.info("job started job=%s pool=%s vm=%s", head["JobId"], head.get("PoolId"), vm["VmId"])
     return True
 
 

@@ -33,6 +33,7 @@ from shared.storage import JOBS, POOLS, WriteConflict, blob_client, blob_endpoin
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 5.0
+FRESH_ENOUGH = 1.0
 
 
 class JobFailed(Exception):
@@ -172,7 +173,9 @@ class _Lease:
     def checkpoint(self, force: bool = False) -> None:
         if time.monotonic() - self.started > self.timeout:
             raise JobFailed(f"stopped after the service's TimeoutSeconds of {self.timeout} s")
-        if not force and time.monotonic() - self.last_beat < HEARTBEAT_EVERY:
+        since = time.monotonic() - self.last_beat
+        # A beat under a second old still proves ownership: a takeover needs a stale heartbeat.
+        if since < (FRESH_ENOUGH if force else HEARTBEAT_EVERY):
             return
         self.run["HeartbeatAt"] = clock.utcnow()
         try:

@@ -132,7 +132,11 @@ def start_job(service: Service, job_id: str) -> dict:
         log.info("job queued job=%s pool=%s", job_id, pool_id)
     except WriteConflict:
         pass  # started before, or cancelled meanwhile: the run row says which
-    dispatch.tick(partition, pool_id)
+    started = dispatch.tick(partition, pool_id)
+    if job_id in started:
+        vm_id, start_time = started[job_id]
+        return {**_job_view(job), "StatusCode": runs.RUNNING, "StartTime": clock.iso(start_time),
+                "Details": f"running on {vm_id}"}
     return get_job(service, job_id)
 
 
@@ -176,12 +180,16 @@ def _results(stored_results: str) -> dict | None:
     return results or None
 
 
-def get_job(service: Service, job_id: str) -> dict:
-    job = _job(service, job_id)
-    view = {"JobId": job_id, "StatusCode": job["Status"], "Results": _results(job.get("Results")),
+def _job_view(job: dict) -> dict:
+    return {"JobId": job["RowKey"], "StatusCode": job["Status"], "Results": _results(job.get("Results")),
             "Details": job.get("Details") or None, "CreatedAt": clock.iso(job["CreatedAt"]),
             "StartTime": clock.iso(job.get("StartTime")), "EndTime": clock.iso(job.get("EndTime")),
             "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None, "Attempts": job.get("Attempts") or 0}
+
+
+def get_job(service: Service, job_id: str) -> dict:
+    job = _job(service, job_id)
+    view = _job_view(job)
     if job["Status"] != STARTED:
         return view
     partition, pool_id = _placement(service, job)

@@ -145,15 +145,16 @@ class Store:
             raise
 
     def transact(self, table: str, operations: Iterable[tuple]) -> None:
-        """Commit ("create" | "replace" | "delete", entity) operations of one partition atomically.
-
-        replace and delete are conditional on the entity's etag when it came from a read.
-        """
+        """Commit ("create" | "replace" | "merge" | "delete", entity) operations of one partition
+        atomically. replace and delete are conditional on the entity's etag when it came from a
+        read; merge changes the given fields of an existing row."""
         operations = list(operations)
         batch = []
         for kind, entity in operations:
             if kind == "create":
                 batch.append(("create", entity))
+            elif kind == "merge":
+                batch.append(("update", entity, {"mode": UpdateMode.MERGE}))
             elif kind in ("replace", "delete"):
                 etag = etag_of(entity)
                 options = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
@@ -240,9 +241,19 @@ def own_blob_endpoint() -> str:
     return BlobServiceClient.from_connection_string(get_settings().queue_connection_string).url
 
 
+_known_containers: set[tuple[str, str]] = set()
+
+
 def ensure_container(connection_string: str, container: str) -> None:
-    """Create an output container if it is missing (with a connection string's rights)."""
+    """Create an output container if it is missing (with a connection string's rights);
+    remembered per process, so repeated jobs do not ask again."""
+    client = ContainerClient.from_connection_string(connection_string, container)
+    if (client.url, container) in _known_containers:
+        return
     try:
-        ContainerClient.from_connection_string(connection_string, container).create_container()
-    except (ResourceExistsError, HttpResponseError):
+        client.create_container()
+    except ResourceExistsError:
         pass
+    except HttpResponseError:
+        return
+    _known_containers.add((client.url, container))

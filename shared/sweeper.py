@@ -27,7 +27,7 @@ def sweep() -> dict:
     jobs.ensure_classic_pool()
     for pool in store.scan(POOLS, layout.POOL_PREFIX, "State eq @state", {"state": "Active"}):
         figures["pools"] += 1
-        figures["started"] += dispatch.tick(pool["PartitionKey"], pool["PoolId"])
+        figures["started"] += len(dispatch.tick(pool["PartitionKey"], pool["PoolId"]))
     stale_before = clock.utcnow() - dt.timedelta(seconds=get_settings().run_stale_seconds)
     for run in store.scan(POOLS, layout.RUN_PREFIX):
         if run["State"] in runs.TERMINAL:

@@ -1,0 +1,87 @@
+"""Pure rules of jobs: request parsing, FIFO pairing, allowed hosts, job id order."""
+import datetime as dt
+
+import pytest
+
+from shared import bes, dispatch, jobs, layout, vms
+from shared.errors import InvalidRequest
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+CONN = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+
+
+def location(path="cin/in.csv", **extra):
+    return {"ConnectionString": CONN, "RelativeLocation": path, "BaseLocation": None, "SasBlobToken": None, **extra}
+
+
+def test_parse_seed_style_request():
+    request = bes.parse_request({"Input": location(), "Outputs": {"output1": location("out/x/y.csv")},
+                                 "GlobalParameters": {"Threshold": 0.7}, "AzureBatchPoolId": "8dfc151b"},
+                                ["input1"], ["output1", "output2"])
+    assert (request.input.container, request.input.blob) == ("cin", "in.csv")
+    assert request.outputs["output1"].blob == "x/y.csv"
+    assert request.global_parameters == {"Threshold": "0.7"} and request.pool_id == "8dfc151b"
+    assert bes.request_from_stored(bes.request_to_stored(request)) == request
+
+
+def test_inputs_by_name_and_sas_locations():
+    sas = location(BaseLocation="https://acct.blob.core.windows.net/", SasBlobToken="?sv=1&sig=x")
+    request = bes.parse_request({"Inputs": {"input1": sas}, "Outputs": {"output1": location("out1/r.csv")}},
+                                ["input1"], ["output1"])
+    assert request.input.uses_sas and not request.outputs["output1"].uses_sas
+
+
+@pytest.mark.parametrize("body,code", [
+    ({"Outputs": {"output1": location()}}, "MissingInput"),
+    ({"Input": location(), "Inputs": {"input1": location()}, "Outputs": {"output1": location()}}, "InvalidRequest"),
+    ({"Input": location(), "Outputs": {}}, "MissingOutput"),
+    ({"Input": location(), "Outputs": {"nope": location()}}, "UnknownOutput"),
+    ({"Input": location("UPPER/x"), "Outputs": {"output1": location()}}, "InvalidLocation"),
+    ({"Input": location("onlycontainer"), "Outputs": {"output1": location()}}, "InvalidLocation"),
+    ({"Input": location(ConnectionString="junk"), "Outputs": {"output1": location()}}, "InvalidLocation"),
+    ({"Input": location(), "Outputs": {"output1": location("cout/same.csv"), "output2": location("cout/same.csv")}},
+     "InvalidLocation"),
+    ({"Input": location(), "Outputs": {"output1": location()}, "GlobalParameters": {"x": None}}, "InvalidValue"),
+])
+def test_bad_requests(body, code):
+    with pytest.raises(InvalidRequest) as raised:
+        bes.parse_request(body, ["input1"], ["output1", "output2"])
+    assert raised.value.code == code
+
+
+def test_public_location_drops_secrets():
+    shown = bes.public_location(bes.parse_location(location(), "Input"), "https://acct.blob.core.windows.net/")
+    assert "AccountKey" not in str(shown) and shown["ConnectionString"] is None
+
+
+@pytest.mark.parametrize("endpoint,allowed", [
+    ("https://acct.blob.core.windows.net/", True),
+    ("http://127.0.0.1:10000/devstoreaccount1", True),
+    ("http://127.0.0.1:8080/", False),
+    ("http://169.254.169.254/", False),
+    ("https://blob.core.windows.net.evil.com/", False),
+])
+def test_host_allow_list(endpoint, allowed):
+    assert bes.host_allowed(endpoint, ["*.blob.core.windows.net", "127.0.0.1:10000"]) is allowed
+
+
+def vm(ordinal, state=vms.IDLE):
+    return {"RowKey": layout.vm_key("p", ordinal), "VmId": f"vm-{ordinal}", "State": state, "ProvisionedAt": T0}
+
+
+def test_idle_vms_take_the_oldest_waiting_jobs_in_order():
+    heads = [{"JobId": "a"}, {"JobId": "b"}, {"JobId": "c"}]
+    pool = [vm(2), vm(0, vms.BUSY), vm(1), vm(3, vms.DRAINING)]
+    pairs = dispatch.pair_idle_vms(pool, heads, T0)
+    assert [(v["VmId"], h["JobId"]) for v, h in pairs] == [("vm-1", "a"), ("vm-2", "b")]
+
+
+def test_wait_keys_sort_in_start_order():
+    first = layout.wait_key("p", T0, "zzz")
+    later = layout.wait_key("p", T0 + dt.timedelta(milliseconds=1), "aaa")
+    assert first < later and first.startswith(layout.wait_prefix("p"))
+
+
+def test_job_ids_sort_newest_first():
+    older, newer = jobs.new_job_id(T0), jobs.new_job_id(T0 + dt.timedelta(milliseconds=5))
+    assert newer < older and len(older) == 30
