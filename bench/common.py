@@ -43,6 +43,7 @@ class Stack:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.azurite = start_azurite(ROOT, None, log_file=log_dir / "azurite.log")
         settings = {"VM_PROVISIONING_SECONDS": "1", "BATCHPOOL_TABLE_PREFIX": "bench", "RUN_STALE_SECONDS": "30",
+                    "BILLING_SCHEDULE": "0 */1 * * * *",
                     **(env or {})}
         self.host = HostProcess(ROOT, self.azurite.connection_string, instances=instances,
                                 log_path=log_dir / f"host-{instances}.log", extra_env=settings)

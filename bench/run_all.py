@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import billing  # noqa: E402
 import jobs  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -15,7 +16,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> None:
     started = time.time()
-    figures = {"jobs": jobs.main([])}
+    figures = {"jobs": jobs.main([]), "billing": billing.main([])}
     figures["seconds"] = round(time.time() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(figures, indent=2))

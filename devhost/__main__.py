@@ -54,7 +54,7 @@ def _supervise(args) -> int:
     try:
         host_config = config.load_host_config(app)
         settings = config.load_settings(app)
-        config.load_functions(app, host_config)
+        config.load_functions(app, host_config, settings)
     except config.ConfigError as error:
         print(f"devhost: {error}", file=sys.stderr)
         return 2

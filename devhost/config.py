@@ -184,7 +184,22 @@ def _import_script(app_root: Path, name: str, script: Path) -> ModuleType:
     return module
 
 
-def load_function(app_root: Path, folder: Path, config: HostConfig) -> FunctionSpec:
+def _resolve_settings(raw: dict, settings: dict[str, str], path: Path) -> dict:
+    """Binding properties written as %NAME% take the value of app setting NAME, as in Azure."""
+    resolved = dict(raw)
+    for key in ("schedule", "queueName"):
+        value = raw.get(key)
+        if isinstance(value, str) and len(value) > 2 and value.startswith("%") and value.endswith("%"):
+            name = value[1:-1]
+            setting = settings.get(name) or os.environ.get(name)
+            if not setting:
+                raise ConfigError(f"{path}: {key} names app setting {name} (as %{name}%), which is not set")
+            resolved[key] = setting
+    return resolved
+
+
+def load_function(app_root: Path, folder: Path, config: HostConfig,
+                  settings: dict[str, str] | None = None) -> FunctionSpec:
     path = folder / "function.json"
     data = _read_json(path)
     bindings = data.get("bindings")
@@ -194,6 +209,7 @@ def load_function(app_root: Path, folder: Path, config: HostConfig) -> FunctionS
     for raw in bindings:
         if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in ("name", "type", "direction")):
             raise ConfigError(f"{path}: every binding needs string \"name\", \"type\" and \"direction\"")
+        raw = _resolve_settings(raw, settings or {}, path)
         parsed.append(Binding(raw["name"], raw["type"], raw["direction"], raw))
     triggers = [b for b in parsed if b.type.endswith("Trigger")]
     if len(triggers) != 1:
@@ -267,10 +283,10 @@ def _load_entry_point(app_root: Path, spec: FunctionSpec, data: dict, path: Path
     spec.entry = entry
 
 
-def load_functions(app_root: Path, config: HostConfig) -> list[FunctionSpec]:
+def load_functions(app_root: Path, config: HostConfig, settings: dict[str, str] | None = None) -> list[FunctionSpec]:
     functions = []
     for folder in sorted(p for p in app_root.iterdir() if (p / "function.json").is_file()):
-        functions.append(load_function(app_root, folder, config))
+        functions.append(load_function(app_root, folder, config, settings))
     if not functions:
         raise ConfigError(f"{app_root}: no function folders (folders holding function.json) found")
     return functions

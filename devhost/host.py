@@ -33,7 +33,7 @@ class HostInstance:
         self.settings = config.load_settings(self.app_root)
         # App settings become environment variables of the worker, as in Azure.
         os.environ.update(self.settings)
-        self.functions = config.load_functions(self.app_root, self.host_config)
+        self.functions = config.load_functions(self.app_root, self.host_config, self.settings)
         self.keys = keys
         self.host, self.port = host, port
         self.stopping = threading.Event()

@@ -125,6 +125,7 @@ def start_job(service: Service, job_id: str) -> dict:
     run = {"PartitionKey": partition, "RowKey": layout.run_key(job_id), "JobId": job_id,
            "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.WAITING, "WaitKey": wait_key,
            "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": now,
+           "BillingPlanId": service.billing_plan_id or "",
            "Attempts": 0, "VmKey": "", "RunnerId": ""}
     wait = {"PartitionKey": partition, "RowKey": wait_key, "JobId": job_id, "PoolId": pool_id}
     try:
@@ -243,7 +244,7 @@ def ensure_classic_pool() -> None:
         if pool is None:
             pool = {"PartitionKey": partition, "RowKey": layout.pool_key(pool_id), "PoolId": pool_id,
                     "AccountId": "", "VmCount": slots, "State": "Active", "BillingPlanId": "", "ServiceId": "",
-                    "CreatedAt": now, "NextVmOrdinal": 0}
+                    "CreatedAt": now, "NextVmOrdinal": 0, "BillingDone": True}
             operations = vm_operations(vms.ResizePlan(create=slots), pool, now, 0)
             store.transact(POOLS, [("create", pool), *operations])
             return True

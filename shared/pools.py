@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from shared import clock, dispatch, layout, services, vms
+from shared import clock, dispatch, layout, services, usage, vms
 from shared.accounts import Account, pool_service_url
 from shared.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from shared.settings import get_settings
@@ -19,6 +19,16 @@ from shared.validation import int_field, is_valid_id, only_fields, require_id
 log = logging.getLogger(__name__)
 
 ACTIVE, DELETED = "Active", "Deleted"
+MAX_AUTO_SCALE_DOWN_MINUTES = 7 * 24 * 60
+
+
+def _auto_scale_down_minutes(body: dict, default=None):
+    """Optional AutoScaleDownAfterMinutes: a whole number of minutes, or null to turn it off."""
+    if "AutoScaleDownAfterMinutes" not in body:
+        return default
+    if body["AutoScaleDownAfterMinutes"] is None:
+        return 0
+    return int_field(body, "AutoScaleDownAfterMinutes", 1, MAX_AUTO_SCALE_DOWN_MINUTES)
 
 
 def _vm_view(vm: dict, now) -> dict:
@@ -46,6 +56,8 @@ def pool_view(pool: dict, pool_vms: list[dict], queued: int, now, with_vms: bool
         "ComputeSeconds": seconds,
         "ComputeHours": round(seconds / 3600, 6),
         "AsOf": clock.iso(now),
+        "AutoScaleDownAfterMinutes": pool.get("AutoScaleDownAfterMinutes") or None,
+        "AutoScaleDownSavedVmSeconds": usage.saved_seconds(pool, now),
     }
     if with_vms:
         view["Vms"] = [_vm_view(vm, now) for vm in pool_vms]
@@ -91,8 +103,9 @@ def vm_operations(plan: vms.ResizePlan, pool: dict, now, provisioning_seconds: i
 
 
 def create_pool(account: Account, body: dict, base_url: str):
-    only_fields(body, ("VmCount", "ServiceSwaggerUrl", "PoolId"))
+    only_fields(body, ("VmCount", "ServiceSwaggerUrl", "PoolId", "AutoScaleDownAfterMinutes"))
     vm_count = int_field(body, "VmCount", 0, vms.MAX_VMS_PER_POOL)
+    auto_minutes = _auto_scale_down_minutes(body, 0)
     if "ServiceSwaggerUrl" not in body:
         raise InvalidRequest("ServiceSwaggerUrl is required: the SwaggerUrl of a New web service", "MissingField")
     pool_id = require_id(body["PoolId"], "PoolId") if body.get("PoolId") is not None else uuid.uuid4().hex
@@ -115,7 +128,8 @@ def create_pool(account: Account, body: dict, base_url: str):
         pool = {"PartitionKey": partition, "RowKey": layout.pool_key(pool_id), "PoolId": pool_id,
                 "AccountId": account.account_id, "VmCount": vm_count, "State": ACTIVE,
                 "BillingPlanId": service.billing_plan_id, "ServiceId": service.service_id, "CreatedAt": now,
-                "NextVmOrdinal": 0}
+                "NextVmOrdinal": 0, "BilledThrough": now, "BillingDone": False,
+                "AutoScaleDownAfterMinutes": auto_minutes}
         if counter is None:
             counter_op = ("create", {"PartitionKey": partition, "RowKey": layout.counter_key(account.account_id),
                                      "ActivePools": 1})
@@ -153,8 +167,9 @@ def get_pool(account: Account, pool_id: str) -> dict:
 
 
 def resize_pool(account: Account, pool_id: str, body: dict):
-    only_fields(body, ("VmCount",))
+    only_fields(body, ("VmCount", "AutoScaleDownAfterMinutes"))
     target = int_field(body, "VmCount", 0, vms.MAX_VMS_PER_POOL)
+    auto_minutes = _auto_scale_down_minutes(body)
     _check_vm_quota(account, target)
     store = get_store()
     provisioning = get_settings().vm_provisioning_seconds
@@ -165,6 +180,9 @@ def resize_pool(account: Account, pool_id: str, body: dict):
         now = clock.utcnow()
         plan = vms.plan_resize(pool_vms, target, now)
         pool["VmCount"] = target
+        if auto_minutes is not None:
+            pool["AutoScaleDownAfterMinutes"] = auto_minutes
+        usage.close_saving_episode(pool, now)
         operations = vm_operations(plan, pool, now, provisioning)
         store.transact(POOLS, [("replace", pool), *operations])
         created = [entity for kind, entity in operations if kind == "create"]
@@ -190,6 +208,7 @@ def delete_pool(account: Account, pool_id: str):
         pool_vms = store.rows(POOLS, partition, layout.vm_prefix(pool_id))
         now = clock.utcnow()
         plan = vms.plan_delete(pool_vms, now)
+        usage.close_saving_episode(pool, now)
         pool.update({"State": DELETED, "DeletedAt": now, "VmCount": 0})
         counter["ActivePools"] = max(0, counter["ActivePools"] - 1)
         operations = vm_operations(plan, pool, now, 0)

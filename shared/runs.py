@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from shared import clock, layout, vms
+from shared import clock, layout, usage, vms
 from shared.storage import JOBS, POOLS, WriteConflict, get_store
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def release_changes(vm: dict, job_id: str, now) -> dict | None:
         return None
     if vm["State"] == vms.DRAINING:
         return vms.retirement(now)
-    return {"State": vms.IDLE, "JobId": ""}
+    return {"State": vms.IDLE, "JobId": "", "IdleSince": now}
 
 
 def end_run(run: dict, status: str, details: str, results: dict | None = None) -> bool:
@@ -61,8 +61,11 @@ def end_run(run: dict, status: str, details: str, results: dict | None = None) -
 
 
 def finalize(run: dict) -> None:
-    """Copy a terminal run to its job row, then drop the run row."""
+    """Copy a terminal run to its job row (and a classic job's run time to the ledger), then
+    drop the run row."""
     store = get_store()
+    if run["PartitionKey"] == layout.CLASSIC_PARTITION:
+        usage.record_classic_run(run, run.get("BillingPlanId") or "")
     store.merge(JOBS, {"PartitionKey": run["JobPartition"], "RowKey": run["JobId"], "Status": run["State"],
                        "Details": run.get("Details") or "", "Results": run.get("Results") or "{}",
                        "StartTime": run.get("StartTime"), "EndTime": run.get("EndTime"),

@@ -104,6 +104,10 @@ class Store:
         """Create the row or merge these fields into it, unconditionally."""
         self._table(table).upsert_entity(entity, mode=UpdateMode.MERGE)
 
+    def upsert(self, table: str, entity: dict) -> None:
+        """Create the row or replace it whole, unconditionally (for rows written idempotently)."""
+        self._table(table).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
     def delete(self, table: str, entity: dict) -> None:
         """Delete a row read earlier, only if nobody changed it since; gone already is fine."""
         try:
@@ -145,9 +149,9 @@ class Store:
             raise
 
     def transact(self, table: str, operations: Iterable[tuple]) -> None:
-        """Commit ("create" | "replace" | "merge" | "delete", entity) operations of one partition
-        atomically. replace and delete are conditional on the entity's etag when it came from a
-        read; merge changes the given fields of an existing row."""
+        """Commit ("create" | "replace" | "merge" | "upsert" | "delete", entity) operations of one
+        partition atomically. replace and delete are conditional on the entity's etag when it came
+        from a read; merge changes the given fields of an existing row; upsert writes a row whole."""
         operations = list(operations)
         batch = []
         for kind, entity in operations:
@@ -155,6 +159,8 @@ class Store:
                 batch.append(("create", entity))
             elif kind == "merge":
                 batch.append(("update", entity, {"mode": UpdateMode.MERGE}))
+            elif kind == "upsert":
+                batch.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
             elif kind in ("replace", "delete"):
                 etag = etag_of(entity)
                 options = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}

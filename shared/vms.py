@@ -89,14 +89,15 @@ def plan_delete(vms: list[dict], now: dt.datetime) -> ResizePlan:
 
 
 def new_vm(partition: str, pool_id: str, ordinal: int, now: dt.datetime, provisioning_seconds: int) -> dict:
+    # Billing timestamps are whole seconds, so VM-seconds split across hours add up exactly.
     return {"PartitionKey": partition, "RowKey": layout.vm_key(pool_id, ordinal), "PoolId": pool_id,
             "VmId": f"vm-{ordinal:06d}", "State": PROVISIONING, "CreatedAt": now,
-            "ProvisionedAt": now + dt.timedelta(seconds=provisioning_seconds), "JobId": ""}
+            "ProvisionedAt": now.replace(microsecond=0) + dt.timedelta(seconds=provisioning_seconds), "JobId": ""}
 
 
 def retirement(now: dt.datetime) -> dict:
     """The fields a VM row takes when it is deleted: its bill stops now."""
-    return {"State": DELETED, "DeletedAt": now, "JobId": ""}
+    return {"State": DELETED, "DeletedAt": now.replace(microsecond=0), "JobId": ""}
 
 
 def was_provisioned(vm: dict) -> bool:

@@ -118,3 +118,12 @@ def test_keys_by_auth_level():
     assert keys.allows("function", "function") and keys.allows("function", "master")
     assert not keys.allows("function", None) and not keys.allows("function", "wrong")
     assert keys.allows("admin", "master") and not keys.allows("admin", "function")
+
+
+def test_schedule_from_an_app_setting(tmp_path):
+    spec = {"bindings": [{"type": "timerTrigger", "direction": "in", "name": "timer", "schedule": "%MY_SCHEDULE%"}]}
+    folder = make_app(tmp_path, spec, "def main(timer):\n    pass\n")
+    loaded = load_function(tmp_path, folder, load_host_config(tmp_path), {"MY_SCHEDULE": "*/5 * * * * *"})
+    assert loaded.schedule.expression == "*/5 * * * * *"
+    with pytest.raises(ConfigError, match="MY_SCHEDULE"):
+        load_function(tmp_path, folder, load_host_config(tmp_path), {})

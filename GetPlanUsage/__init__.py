@@ -1,0 +1,8 @@
+"""GET /api/billingplans/{billingPlanId}/usage?from=&to= (operator): a plan's usage across accounts."""
+import azure.functions as func
+
+from shared import api, usage
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    return api.respond(lambda: usage.plan_report(req.route_params["billingPlanId"], req.params))

@@ -1,0 +1,160 @@
+"""SPEC §4 rule 4 over HTTP: the ledger equals the VM timestamps, whatever the timer does."""
+import datetime as dt
+import time
+
+import pytest
+
+from devhost.azurite import start_azurite
+from tests.e2e.conftest import APP_ENV, make_tenant
+from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, wait_for
+from tests.e2e.test_jobs import census_csv
+from tests.e2e.test_pools import create, parse
+
+BILLING_ENV = dict(APP_ENV, BILLING_SCHEDULE="*/2 * * * * *")
+
+
+class BillingStack:
+    def __init__(self, logs_dir):
+        self.logs_dir = logs_dir
+        self.azurite = start_azurite(ROOT, None, log_file=logs_dir / "azurite-billing.log")
+        self.blobs = Blobs(self.azurite.connection_string)
+        self.starts = 0
+        self.start()
+
+    def start(self):
+        self.starts += 1
+        self.host = HostProcess(ROOT, self.azurite.connection_string, instances=2, extra_env=BILLING_ENV,
+                                log_path=self.logs_dir / f"billing-host-{self.starts}.log")
+        self.api = Api(self.host.url, self.host.master_key)
+
+    def stop(self):
+        self.host.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(logs_dir):
+    billing_stack = BillingStack(logs_dir)
+    yield billing_stack
+    billing_stack.stop()
+    billing_stack.azurite.stop()
+
+
+@pytest.fixture(scope="module")
+def idle_pool(stack):
+    """A pool that scales itself down after a minute without work (checked last)."""
+    tenant = make_tenant(stack.api)
+    created = stack.api.call("POST", tenant.pools, {"PoolId": "sleepy", "VmCount": 2, "AutoScaleDownAfterMinutes": 1,
+                                                    "ServiceSwaggerUrl": tenant.swagger_url}, key=tenant.primary)
+    assert created.status_code == 201 and created.json()["AutoScaleDownAfterMinutes"] == 1
+    return tenant, time.monotonic()
+
+
+def report(stack, tenant, **params):
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    response = stack.api.call("GET", f"/api/accounts/{tenant.account_id}/usage?{query}", key=tenant.primary)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def pool_line(body, pool_id):
+    return next(p for p in body["Pools"] if p["PoolId"] == pool_id)
+
+
+def seconds_until(vms, until: dt.datetime) -> int:
+    total = 0
+    for vm in vms:
+        if vm["ProvisionedAt"] is None:
+            continue
+        end = min(parse(vm["DeletedAt"]) if vm["DeletedAt"] else until, until)
+        total += max(0, int((end - parse(vm["ProvisionedAt"])).total_seconds()))
+    return total
+
+
+def test_ledger_equals_the_vm_timestamps_after_resizes_and_delete(stack, idle_pool):
+    api = stack.api
+    tenant = make_tenant(api)
+    assert create(api, tenant, 2, "busy-day").status_code == 201
+    time.sleep(3.2)
+    api.call("POST", f"{tenant.pools}/busy-day/resize", {"VmCount": 3}, key=tenant.primary)
+    time.sleep(3.1)
+    api.call("POST", f"{tenant.pools}/busy-day/resize", {"VmCount": 1}, key=tenant.primary)
+    time.sleep(2.3)
+    before = api.call("GET", f"{tenant.pools}/busy-day", key=tenant.primary).json()
+    deleted = api.call("DELETE", f"{tenant.pools}/busy-day", key=tenant.primary).json()
+    deleted_at = parse(deleted["DeletedAt"]).replace(microsecond=0)
+    expected = seconds_until(before["Vms"], deleted_at)
+    assert deleted["ComputeSeconds"] == expected > 0
+    line = wait_for(lambda: (p := pool_line(report(stack, tenant), "busy-day"))["VmSeconds"] == expected and p,
+                    timeout=20)
+    assert line["ComputeHours"] == round(expected / 3600, 6) and line["State"] == "Deleted"
+    time.sleep(4.5)  # more ticks after the pool is gone add nothing
+    body = report(stack, tenant)
+    assert pool_line(body, "busy-day")["VmSeconds"] == expected == body["Total"]["VmSeconds"]
+    assert sum(h["VmSeconds"] for h in body["Hourly"]) == expected
+    plan = next(p for p in body["BillingPlans"] if p["BillingPlanId"] == "plan-a")
+    assert plan["PoolVmSeconds"] == expected
+
+
+def test_a_stopped_timer_catches_up_exactly_when_restarted(stack, idle_pool):
+    tenant = make_tenant(stack.api)
+    assert create(stack.api, tenant, 2, "steady").status_code == 201
+    wait_for(lambda: pool_line(report(stack, tenant), "steady")["VmSeconds"] > 0, timeout=20)
+    stack.stop()
+    time.sleep(6)  # no instance runs the timer: the pool keeps running, unaccrued
+    stack.start()
+    first = pool_line(report(stack, tenant), "steady")["BilledThrough"]
+    line = wait_for(lambda: (p := pool_line(report(stack, tenant), "steady"))["BilledThrough"] != first and p,
+                    timeout=20)
+    vms = stack.api.call("GET", f"{tenant.pools}/steady", key=tenant.primary).json()["Vms"]
+    billed_through = parse(line["BilledThrough"])
+    assert line["VmSeconds"] == seconds_until(vms, billed_through)
+    assert line["VmSeconds"] >= 2 * 6
+
+
+def test_classic_jobs_are_billed_by_their_run_time(stack, idle_pool):
+    tenant = make_tenant(stack.api)
+    stack.blobs.put("inputs", "small.csv", census_csv(300))
+    job_id, _ = stack.api.run_job(tenant.jobs, tenant.api_key, stack.blobs.job_body(
+        "inputs/small.csv", "outputs/small.csv", SecondsPerChunk=0.8))
+    done = stack.api.wait_job(tenant.jobs, tenant.api_key, job_id)
+    seconds = int((parse(done["EndTime"]).replace(microsecond=0) - parse(done["StartTime"]).replace(microsecond=0))
+                  .total_seconds())
+    body = report(stack, tenant)
+    assert body["ClassicJobs"] == {"Jobs": 1, "VmSeconds": seconds, "ComputeHours": round(seconds / 3600, 6)}
+    assert seconds >= 1
+    plans = stack.api.call("GET", "/api/billingplans/plan-a/usage", admin=True)
+    assert plans.status_code == 200 and plans.json()["ClassicJobs"]["Jobs"] >= 1
+
+
+def test_bad_usage_queries(stack, idle_pool, tenant_factory=None):
+    tenant = make_tenant(stack.api)
+    other = make_tenant(stack.api)
+    create(stack.api, other, 1, "theirs")
+    path = f"/api/accounts/{tenant.account_id}/usage"
+    for query, code in [("from=yesterday", "InvalidDate"), ("to=2026-13-40", "InvalidDate"),
+                        ("from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z", "InvalidRange"),
+                        ("from=2019-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "InvalidRange")]:
+        response = stack.api.call("GET", f"{path}?{query}", key=tenant.primary)
+        assert response.status_code == 400 and response.json()["error"]["code"] == code, query
+    foreign = stack.api.call("GET", f"{path}?poolId=theirs", key=tenant.primary)
+    assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "PoolNotFound"
+    assert stack.api.call("GET", path, key=other.primary).status_code == 401
+    assert stack.api.call("GET", path).status_code == 401
+    assert stack.api.call("GET", "/api/billingplans/plan-a/usage").status_code == 401
+    bad_plan_range = stack.api.call("GET", "/api/billingplans/plan-a/usage?from=nope", admin=True)
+    assert bad_plan_range.status_code == 400
+
+
+def test_an_idle_pool_scales_itself_down_and_reports_the_saving(stack, idle_pool):
+    tenant, created_at = idle_pool
+    remaining = 62 + 2 + 2 - (time.monotonic() - created_at)  # provisioning, a minute idle, a tick
+    if remaining > 0:
+        time.sleep(remaining)
+    pool = wait_for(lambda: (p := stack.api.call("GET", f"{tenant.pools}/sleepy", key=tenant.primary).json())
+                    ["VmCount"] == 0 and p, timeout=20)
+    assert pool["VmCounts"]["Idle"] == 0 and all(vm["State"] == "Deleted" for vm in pool["Vms"])
+    time.sleep(2)
+    body = report(stack, tenant)
+    saved = body["AutoScaleDown"]["SavedVmSeconds"]
+    assert saved >= 2 and body["AutoScaleDown"]["SavedComputeHours"] == round(saved / 3600, 6)
+    assert pool_line(body, "sleepy")["AutoScaleDownSavedVmSeconds"] == saved
