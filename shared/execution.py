@@ -185,10 +185,12 @@ class _Lease:
         self.last_beat = time.monotonic()
 
 
-def _end(partition: str, job_id: str, runner_id: str, status: str, details: str, results: dict | None) -> None:
+def _finish(partition: str, job_id: str, status: str, details: str, results: dict | None = None,
+            still_ours=lambda run: True) -> None:
+    """End the run (if it has not ended and is still ours to end), then tick its pool."""
     for _ in range(20):
         run = runs.get_run(partition, job_id)
-        if run is None or run["State"] != runs.RUNNING or run.get("RunnerId") != runner_id:
+        if run is None or run["State"] not in (runs.RUNNING, runs.WAITING) or not still_ours(run):
             return
         try:
             freed = runs.end_run(run, status, details, results)
@@ -246,20 +248,10 @@ def run_job(partition: str, job_id: str) -> None:
         _let_go(run)
         raise
     log.info("job run done job=%s state=%s seconds=%.2f", job_id, status, time.monotonic() - started)
-    _end(partition, job_id, runner_id, status, details, results)
+    _finish(partition, job_id, status, details, results,
+            still_ours=lambda run: run["State"] == runs.RUNNING and run.get("RunnerId") == runner_id)
 
 
 def fail_poisoned(partition: str, job_id: str) -> None:
     """A run message that kept failing: end its job Failed and free the VM."""
-    for _ in range(20):
-        run = runs.get_run(partition, job_id)
-        if run is None or run["State"] not in (runs.RUNNING, runs.WAITING):
-            return
-        try:
-            freed = runs.end_run(run, runs.FAILED, "the job's run kept failing and was stopped; retry the job")
-        except WriteConflict:
-            continue
-        runs.finalize(run)
-        if freed:
-            dispatch.tick(partition, run["PoolId"])
-        return
+    _finish(partition, job_id, runs.FAILED, "the job's run kept failing and was stopped; retry the job")

@@ -97,6 +97,17 @@ def _job(service: Service, job_id: str) -> dict:
     return job
 
 
+def _already_ended(job_id: str, status: str) -> Conflict:
+    return Conflict(f"job {job_id} has already ended ({status})", "JobAlreadyEnded")
+
+
+def _job_not_ended(service: Service, job_id: str) -> dict:
+    job = _job(service, job_id)
+    if job["Status"] in runs.TERMINAL:
+        raise _already_ended(job_id, job["Status"])
+    return job
+
+
 def _placement(service: Service, job: dict) -> tuple[str, str]:
     if job["PoolId"]:
         return service.subscription_id, job["PoolId"]
@@ -108,9 +119,7 @@ def start_job(service: Service, job_id: str) -> dict:
     store = get_store()
 
     def mark_started():
-        job = _job(service, job_id)
-        if job["Status"] in runs.TERMINAL:
-            raise Conflict(f"job {job_id} has already ended ({job['Status']})", "JobAlreadyEnded")
+        job = _job_not_ended(service, job_id)
         if job["Status"] == NOT_STARTED:
             job.update({"Status": STARTED, "StartRequestedAt": clock.utcnow()})
             store.replace(JOBS, job)
@@ -145,9 +154,7 @@ def cancel_job(service: Service, job_id: str) -> dict:
     store = get_store()
 
     def attempt():
-        job = _job(service, job_id)
-        if job["Status"] in runs.TERMINAL:
-            raise Conflict(f"job {job_id} has already ended ({job['Status']})", "JobAlreadyEnded")
+        job = _job_not_ended(service, job_id)
         if job["Status"] == NOT_STARTED:
             job.update({"Status": runs.CANCELLED, "EndTime": clock.utcnow(),
                         "Details": "cancelled before it was started"})
@@ -165,7 +172,7 @@ def cancel_job(service: Service, job_id: str) -> dict:
             return False
         if run["State"] in runs.TERMINAL:
             runs.finalize(run)
-            raise Conflict(f"job {job_id} has already ended ({run['State']})", "JobAlreadyEnded")
+            raise _already_ended(job_id, run["State"])
         freed = runs.end_run(run, runs.CANCELLED, "cancelled by the caller")
         runs.finalize(run)
         return freed and (partition, pool_id)
