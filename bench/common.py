@@ -12,8 +12,8 @@ sys.path.insert(0, str(ROOT))
 
 from azure.data.tables import TableServiceClient  # noqa: E402
 
-from devhost.azurite import start_azurite  # noqa: E402
-from tests.e2e.harness import Api, Blobs, HostProcess, wait_for  # noqa: E402
+from devhost.azurite import start_azurite  # noqa: E402,F401
+from tests.e2e.harness import Api, Blobs, HostProcess, wait_for  # noqa: E402,F401
 
 
 def percentile(values: list[float], fraction: float) -> float:

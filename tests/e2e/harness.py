@@ -22,10 +22,9 @@ class HostProcess:
     """`python -m devhost` for one app folder, on a free loopback port."""
 
     def __init__(self, app: Path, connection_string: str, instances: int = 1, extra_env: dict | None = None,
-                 log_path: Path | None = None):
-        self.port = free_port()
-        self.master_key = secrets.token_urlsafe(24)
-        self.function_key = secrets.token_urlsafe(24)
+                 log_path: Path | None = None, port: int | None = None, keys: tuple[str, str] | None = None):
+        self.port = port or free_port()
+        self.master_key, self.function_key = keys or (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
         env = dict(os.environ, AzureWebJobsStorage=connection_string, DEVHOST_MASTER_KEY=self.master_key,
                    DEVHOST_FUNCTION_KEY=self.function_key, PYTHONUNBUFFERED="1", **(extra_env or {}))
         self.log_path = log_path
@@ -62,6 +61,17 @@ class HostProcess:
             self._log.close()
 
 
+# Every response any Api client received this session, and every secret a response issued:
+# the final security test checks that no secret shows up anywhere but where it was issued.
+RESPONSES: list[str] = []
+ISSUED: dict[str, int] = {}
+
+
+def remember_secret(value: str, response: requests.Response) -> None:
+    """Record that `response` (the last one received) issued `value`."""
+    ISSUED.setdefault(value, RESPONSES.index(response.text, max(0, len(RESPONSES) - 50)))
+
+
 class Api:
     """A thin HTTP client for the Batch Pool routes."""
 
@@ -83,8 +93,15 @@ class Api:
             sent["Authorization"] = f"Bearer {key}"
         if raw is not None:
             sent.setdefault("Content-Type", "application/json")
-            return self.session.request(method, self.base + path, data=raw, headers=sent, timeout=60)
-        return self.session.request(method, self.base + path, json=body, headers=sent, timeout=60)
+            response = self.session.request(method, self.base + path, data=raw, headers=sent, timeout=60)
+        else:
+            response = self.session.request(method, self.base + path, json=body, headers=sent, timeout=60)
+        RESPONSES.append(response.text)
+        for field in ("PrimaryKey", "SecondaryKey", "ApiKey", "Key"):
+            if response.status_code in (200, 201) and response.headers.get("Content-Type", "").startswith(
+                    "application/json") and isinstance(data := _json_or_none(response), dict) and data.get(field):
+                remember_secret(data[field], response)
+        return response
 
     def put_account(self, account_id: str, subscription_id: str, max_pools: int = 5, max_vms: int = 8):
         return self.call("PUT", f"/api/accounts/{account_id}", {
@@ -146,6 +163,13 @@ class Blobs:
         if pool_id:
             body["AzureBatchPoolId"] = pool_id
         return body
+
+
+def _json_or_none(response: requests.Response):
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def unique(prefix: str) -> str:

@@ -1,0 +1,209 @@
+"""Chaos run: jobs across pools and the classic environment while host instances are killed.
+
+Several host instances share one port and one Azurite; while client threads submit and start
+jobs on 5 pools and in the classic environment, a chaos thread SIGKILLs a random instance and
+starts a new one in its place, again and again. A sampler reads every pool meanwhile.
+Afterwards it checks, and prints: every job ended exactly once and stays ended, none lost;
+every Finished job's output is there; busy VMs never exceeded provisioned VMs in any sample;
+jobs started one after another by one client started in that order on their pool; and each
+pool's billed VM-seconds equal the sum over its VM timestamps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from common import ROOT, Api, Blobs, HostProcess, start_azurite, wait_for
+
+from samples import census
+
+TERMINAL = ("Finished", "Failed", "Cancelled")
+ENV = {"VM_PROVISIONING_SECONDS": "1", "BATCHPOOL_TABLE_PREFIX": "chaos", "CLASSIC_MAX_CONCURRENT_JOBS": "3",
+       "RUN_STALE_SECONDS": "3", "SCORING_CHUNK_ROWS": "100", "DEVHOST_QUEUE_LEASE_SECONDS": "8",
+       "BILLING_SCHEDULE": "*/2 * * * * *"}
+
+
+def parse(moment: str):
+    import datetime as dt
+    return dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+class Cluster:
+    def __init__(self, connection_string: str, instances: int, log_dir):
+        self.connection_string = connection_string
+        self.log_dir = log_dir
+        self.keys = (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        self.port = None
+        self.hosts = []
+        self.started = 0
+        for _ in range(instances):
+            self.add()
+
+    def add(self):
+        self.started += 1
+        host = HostProcess(ROOT, self.connection_string, instances=1, extra_env=ENV, port=self.port, keys=self.keys,
+                           log_path=self.log_dir / f"chaos-host-{self.started}.log")
+        self.port = host.port
+        self.hosts.append(host)
+
+    def kill_one(self, rng: random.Random) -> None:
+        victim = self.hosts.pop(rng.randrange(len(self.hosts)))
+        os.kill(victim.instance_pids[0], signal.SIGKILL)
+        victim.stop()
+        self.add()
+
+    def stop(self):
+        for host in self.hosts:
+            host.stop()
+
+
+def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk: float = 0.05,
+        log_dir=None, seed: int = 1, out=print) -> dict:
+    log_dir = log_dir or ROOT / "bench" / "results"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    azurite = start_azurite(ROOT, None, log_file=log_dir / "azurite-chaos.log")
+    cluster = Cluster(azurite.connection_string, instances, log_dir)
+    api = Api(f"http://127.0.0.1:{cluster.port}", cluster.keys[0])
+    blobs = Blobs(azurite.connection_string)
+    try:
+        blobs.put("inputs", "chaos.csv", "".join(census.generate_csv(250, seed=5)).encode())
+        account = api.put_account("chaos", "chaos-sub", 5, 8).json()
+        service = api.put_service("chaos-sub", "svc").json()
+        pools = [f"pool{index}" for index in range(5)]
+        for index, pool in enumerate(pools):
+            api.call("POST", "/api/accounts/chaos/pools", {"PoolId": pool, "VmCount": 2 + index % 3,
+                                                           "ServiceSwaggerUrl": service["SwaggerUrl"]},
+                     key=account["PrimaryKey"])
+        jobs_path, api_key = "/api/subscriptions/chaos-sub/services/svc/jobs", service["ApiKey"]
+        samples, violations, stop = [], [], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                for pool in pools:
+                    try:
+                        state = api.call("GET", f"/api/accounts/chaos/pools/{pool}", key=account["PrimaryKey"]).json()
+                    except Exception:
+                        continue
+                    busy = [vm["JobId"] for vm in state["Vms"] if vm["State"] in ("Busy", "Draining")]
+                    live = sum(vm["State"] != "Deleted" for vm in state["Vms"])
+                    samples.append(len(busy))
+                    if len(busy) > live or len(busy) != len(set(busy)):
+                        violations.append((pool, busy, live))
+                time.sleep(0.2)
+
+        def chaos():
+            done = 0
+            while done < kills and not stop.is_set():
+                time.sleep(rng.uniform(1.0, 3.0))
+                cluster.kill_one(rng)
+                done += 1
+            return done
+
+        placements = [rng.choice(pools + [None]) for _ in range(jobs)]
+        submitted: dict[int, list] = {}
+
+        def client(number: int):
+            mine = []
+            for index in range(number, jobs, 8):
+                pool = placements[index]
+                body = blobs.job_body("inputs/chaos.csv", f"outputs/chaos-{index}.csv", pool,
+                                      SecondsPerChunk=seconds_per_chunk)
+                for _ in range(5):  # a call that hit a killed instance is retried
+                    try:
+                        job_id = api.job(jobs_path, api_key, "POST", body=body).json()
+                        api.job(jobs_path, api_key, "POST", f"/{job_id}/start")
+                        break
+                    except Exception:
+                        time.sleep(0.2)
+                else:
+                    raise RuntimeError("could not submit a job")
+                mine.append((index, job_id, pool))
+            submitted[number] = mine
+
+        began = time.monotonic()
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with ThreadPoolExecutor(9) as workers:
+            killer = workers.submit(chaos)
+            list(workers.map(client, range(8)))
+            killed = killer.result()
+        every = [entry for mine in submitted.values() for entry in mine]
+
+        def status(job_id):
+            return api.job(jobs_path, api_key, suffix=f"/{job_id}").json()
+
+        finals = {}
+        deadline = time.monotonic() + 600
+        while len(finals) < len(every) and time.monotonic() < deadline:
+            for _, job_id, _ in every:
+                if job_id not in finals:
+                    state = status(job_id)
+                    if state["StatusCode"] in TERMINAL:
+                        finals[job_id] = state
+            time.sleep(0.5)
+        stop.set()
+        sampler.join()
+        elapsed = time.monotonic() - began
+        again = {job_id: status(job_id)["StatusCode"] for job_id in list(finals)[:200]}
+        changed = [j for j, code in again.items() if code != finals[j]["StatusCode"]]
+        missing_outputs = [index for index, job_id, _ in every if finals.get(job_id, {}).get("StatusCode") == "Finished"
+                           and blobs.get("outputs", f"chaos-{index}.csv") is None]
+        fifo_breaks = 0
+        for mine in submitted.values():
+            for pool in pools:
+                starts = [finals[j]["StartTime"] for _, j, p in mine if p == pool and j in finals
+                          and finals[j]["StartTime"]]
+                fifo_breaks += sum(1 for a, b in zip(starts, starts[1:]) if b < a)
+        billing_mismatches = []
+        for pool in pools:
+            def ledger_caught_up():
+                line = next(p for p in api.call("GET", "/api/accounts/chaos/usage", key=account["PrimaryKey"]).json()
+                            ["Pools"] if p["PoolId"] == pool)
+                vms = api.call("GET", f"/api/accounts/chaos/pools/{pool}", key=account["PrimaryKey"]).json()["Vms"]
+                through = parse(line["BilledThrough"])
+                expected = sum(max(0, int((min(parse(v["DeletedAt"]) if v["DeletedAt"] else through, through)
+                                           - parse(v["ProvisionedAt"])).total_seconds()))
+                               for v in vms if v["ProvisionedAt"])
+                return (line["VmSeconds"], expected) if line["VmSeconds"] == expected else None
+            try:
+                wait_for(ledger_caught_up, timeout=20)
+            except AssertionError:
+                billing_mismatches.append(pool)
+        codes = [f["StatusCode"] for f in finals.values()]
+        figures = {
+            "jobs": len(every), "instances": instances, "kills": killed, "seconds": round(elapsed, 1),
+            "ended": len(finals), "lost": len(every) - len(finals),
+            "finished": codes.count("Finished"), "failed": codes.count("Failed"), "cancelled": codes.count("Cancelled"),
+            "rerun_after_a_kill": sum(1 for f in finals.values() if f["Attempts"] > 1),
+            "changed_after_ending": len(changed), "finished_without_output": len(missing_outputs),
+            "pool_samples": len(samples), "max_busy_in_a_sample": max(samples, default=0),
+            "busy_over_provisioned_samples": len(violations), "fifo_breaks": fifo_breaks,
+            "pools_billing_mismatch": billing_mismatches,
+            "failed_details": sorted({f["Details"] for f in finals.values() if f["StatusCode"] == "Failed"})[:5],
+        }
+        out(json.dumps(figures, indent=2))
+        return figures
+    finally:
+        cluster.stop()
+        azurite.stop()
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--instances", type=int, default=4)
+    parser.add_argument("--kills", type=int, default=20)
+    args = parser.parse_args(argv)
+    return run(args.jobs, args.instances, args.kills)
+
+
+if __name__ == "__main__":
+    main()

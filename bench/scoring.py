@@ -1,0 +1,100 @@
+"""Scoring throughput blob to blob, beside plain pandas on the same CSV, and peak memory.
+
+For 1M and 4M census rows: the job path (`execution.score`: chunked download, sample
+scorer, staged upload) and, as the floor, pandas alone reading the same CSV from memory and
+writing it back. Each measurement runs in a fresh process so its peak memory (max RSS) is its own.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from common import ROOT, start_azurite
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def measure_job(connection_string: str, blob: str, rows: int) -> dict:
+    os.environ.update({"AzureWebJobsStorage": connection_string, "BATCHPOOL_TABLE_PREFIX": "scoring"})
+    from samples import census
+    from shared import bes, execution
+    location = {"ConnectionString": connection_string, "BaseLocation": None, "SasBlobToken": None}
+    request = bes.JobRequest(bes.parse_location({**location, "RelativeLocation": f"bench/{blob}"}, "Input"),
+                             {"output1": bes.parse_location({**location, "RelativeLocation": f"bench/out-{blob}"},
+                                                            "Outputs.output1")}, {}, None)
+    began = time.perf_counter()
+    figures = execution.score(request, census.score, 50000, "bench", lambda: None)
+    seconds = time.perf_counter() - began
+    assert figures["rows"] == rows
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds),
+            "peak_rss_mb": _peak_mb()}
+
+
+def measure_pandas(connection_string: str, blob: str, rows: int) -> dict:
+    import pandas as pd
+    from azure.storage.blob import BlobServiceClient
+    data = BlobServiceClient.from_connection_string(connection_string).get_blob_client("bench", blob) \
+        .download_blob().readall()
+    began = time.perf_counter()
+    frame = pd.read_csv(io.BytesIO(data))
+    frame.to_csv(index=False).encode("utf-8")
+    seconds = time.perf_counter() - began
+    return {"rows": len(frame), "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds),
+            "peak_rss_mb": _peak_mb()}
+
+
+def _in_child(kind: str, connection_string: str, blob: str, rows: int) -> dict:
+    output = subprocess.run([sys.executable, __file__, "--child", kind, connection_string, blob, str(rows)],
+                            capture_output=True, text=True, check=True, cwd=HERE)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def run(sizes: list[int]) -> dict:
+    azurite = start_azurite(ROOT, None)
+    try:
+        sys.path.insert(0, str(ROOT))
+        from azure.storage.blob import BlobServiceClient
+        from samples import census
+        container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("bench")
+        container.create_container()
+        results = {}
+        for rows in sizes:
+            blob = f"census-{rows}.csv"
+            writer = container.get_blob_client(blob)
+            writer.upload_blob(b"".join(piece.encode() for piece in census.generate_csv(rows, seed=7)), overwrite=True)
+            results[str(rows)] = {"job_blob_to_blob": _in_child("job", azurite.connection_string, blob, rows),
+                                  "pandas_read_write_only": _in_child("pandas", azurite.connection_string, blob, rows),
+                                  "csv_megabytes": round(writer.get_blob_properties().size / 2 ** 20, 1)}
+        return results
+    finally:
+        azurite.stop()
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000000,4000000")
+    parser.add_argument("--child", nargs=4, metavar=("KIND", "CONNECTION", "BLOB", "ROWS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, connection, blob, rows = args.child
+        sys.path.insert(0, str(ROOT))
+        measure = measure_job if kind == "job" else measure_pandas
+        print(json.dumps(measure(connection, blob, int(rows))))
+        return {}
+    result = run([int(s) for s in args.sizes.split(",")])
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

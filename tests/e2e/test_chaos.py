@@ -1,0 +1,20 @@
+"""The short chaos run: jobs on 5 pools and classic while host instances are SIGKILLed."""
+import sys
+
+from tests.e2e.harness import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+import chaos  # noqa: E402
+
+
+def test_short_chaos_run_loses_nothing(logs_dir):
+    figures = chaos.run(jobs=120, instances=3, kills=6, log_dir=logs_dir, out=lambda _: None)
+    assert figures["kills"] == 6
+    assert figures["lost"] == 0 and figures["ended"] == figures["jobs"] == 120
+    assert figures["finished"] == 120, figures["failed_details"]
+    assert figures["changed_after_ending"] == 0
+    assert figures["finished_without_output"] == 0
+    assert figures["busy_over_provisioned_samples"] == 0 and figures["max_busy_in_a_sample"] >= 1
+    assert figures["fifo_breaks"] == 0
+    assert figures["pools_billing_mismatch"] == []
