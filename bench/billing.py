@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.pipeline.transport import RequestsTransport
 
-from common import Stack
+from common import Stack, use_storage
 
 
 class RequestCounter:
@@ -53,7 +52,7 @@ def run(accounts: int, pools_each: int) -> dict:
         started = time.perf_counter()
         make_pools(stack, accounts, pools_each)
         setup_seconds = time.perf_counter() - started
-        os.environ.update({"AzureWebJobsStorage": stack.azurite.connection_string, "BATCHPOOL_TABLE_PREFIX": "bench"})
+        use_storage(stack.azurite.connection_string, "bench")
         from shared import usage
         ticks = []
         for _ in range(2):

@@ -30,6 +30,17 @@ ENV = {"VM_PROVISIONING_SECONDS": "1", "BATCHPOOL_TABLE_PREFIX": "chaos", "CLASS
        "BILLING_SCHEDULE": "*/2 * * * * *"}
 
 
+def retried(call, tries: int = 8):
+    """A call that hit an instance as it was killed is sent again."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2)
+
+
 def parse(moment: str):
     import datetime as dt
     return dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
@@ -116,15 +127,9 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
                 pool = placements[index]
                 body = blobs.job_body("inputs/chaos.csv", f"outputs/chaos-{index}.csv", pool,
                                       SecondsPerChunk=seconds_per_chunk)
-                for _ in range(5):  # a call that hit a killed instance is retried
-                    try:
-                        job_id = api.job(jobs_path, api_key, "POST", body=body).json()
-                        api.job(jobs_path, api_key, "POST", f"/{job_id}/start")
-                        break
-                    except Exception:
-                        time.sleep(0.2)
-                else:
-                    raise RuntimeError("could not submit a job")
+                job_id = retried(lambda: api.job(jobs_path, api_key, "POST", body=body).json())
+                # Start is idempotent: a start lost with a killed instance is sent again, same job.
+                retried(lambda: api.job(jobs_path, api_key, "POST", f"/{job_id}/start").raise_for_status())
                 mine.append((index, job_id, pool))
             submitted[number] = mine
 
@@ -164,7 +169,7 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
                 fifo_breaks += sum(1 for a, b in zip(starts, starts[1:]) if b < a)
         billing_mismatches = []
         for pool in pools:
-            def ledger_caught_up():
+            def ledger_caught_up(pool=pool):
                 line = next(p for p in api.call("GET", "/api/accounts/chaos/usage", key=account["PrimaryKey"]).json()
                             ["Pools"] if p["PoolId"] == pool)
                 vms = api.call("GET", f"/api/accounts/chaos/pools/{pool}", key=account["PrimaryKey"]).json()["Vms"]

@@ -1,6 +1,7 @@
 """What the benchmarks share: a private Azurite and host, tenants, and percentile figures."""
 from __future__ import annotations
 
+import os
 import secrets
 import statistics
 import sys
@@ -14,6 +15,16 @@ from azure.data.tables import TableServiceClient  # noqa: E402
 
 from devhost.azurite import start_azurite  # noqa: E402,F401
 from tests.e2e.harness import Api, Blobs, HostProcess, wait_for  # noqa: E402,F401
+
+
+def use_storage(connection_string: str, table_prefix: str) -> None:
+    """Point the app's code in this process at a storage account (its settings and clients are
+    read once per process, so the caches are cleared)."""
+    os.environ.update({"AzureWebJobsStorage": connection_string, "BATCHPOOL_TABLE_PREFIX": table_prefix})
+    from shared import settings, storage
+    settings.get_settings.cache_clear()
+    storage.get_store.cache_clear()
+    storage.own_blob_endpoint.cache_clear()
 
 
 def percentile(values: list[float], fraction: float) -> float:

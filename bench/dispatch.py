@@ -9,17 +9,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import time
 
-from common import ROOT, percentile, start_azurite  # noqa: F401 (ROOT puts the project on sys.path)
+from common import ROOT, percentile, start_azurite, use_storage
 
 
 def run(depths: list[int], claims: int) -> dict:
     azurite = start_azurite(ROOT, None)
     try:
-        os.environ.update({"AzureWebJobsStorage": azurite.connection_string, "BATCHPOOL_TABLE_PREFIX": "dispatch"})
+        use_storage(azurite.connection_string, "dispatch")
         from shared import clock, dispatch, layout, vms
         from shared.storage import POOLS, get_store
         store = get_store()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, start_azurite
+from common import ROOT, start_azurite, use_storage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -25,7 +25,7 @@ def _peak_mb() -> float:
 
 
 def measure_job(connection_string: str, blob: str, rows: int) -> dict:
-    os.environ.update({"AzureWebJobsStorage": connection_string, "BATCHPOOL_TABLE_PREFIX": "scoring"})
+    use_storage(connection_string, "scoring")
     from samples import census
     from shared import bes, execution
     location = {"ConnectionString": connection_string, "BaseLocation": None, "SasBlobToken": None}

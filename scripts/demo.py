@@ -96,7 +96,7 @@ class Demo:
             time.sleep(0.3)
 
         order = sorted(ids, key=lambda j: finals[j]["StartTime"])
-        for index, job_id in enumerate(ids):
+        for index in range(len(ids)):
             output = container.get_blob_client(f"scored-{index}.csv").download_blob().readall()
             scored = pd.read_csv(io.BytesIO(output))
             assert len(scored) == rows and "Scored Labels" in scored.columns, f"output of job {index + 1} is wrong"

@@ -23,7 +23,8 @@ import time
 import uuid
 
 import pandas as pd
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import (AzureError, HttpResponseError, ResourceNotFoundError, ServiceRequestError,
+                                   ServiceResponseError)
 from azure.storage.blob import BlobBlock, ContentSettings
 
 from shared import bes, clock, dispatch, runs, services
@@ -32,7 +33,7 @@ from shared.storage import JOBS, POOLS, WriteConflict, blob_client, blob_endpoin
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY = 5.0
+HEARTBEAT_EVERY = 5.0  # at most; less when RUN_STALE_SECONDS is short
 FRESH_ENOUGH = 1.0
 
 
@@ -164,18 +165,20 @@ def _claim_runner(partition: str, job_id: str, runner_id: str, stale_seconds: in
 
 
 class _Lease:
-    def __init__(self, run: dict, timeout_seconds: int):
+    def __init__(self, run: dict, timeout_seconds: int, stale_seconds: int):
         self.run = run
         self.started = time.monotonic()
         self.last_beat = time.monotonic()
         self.timeout = timeout_seconds
+        # Beat well inside the staleness limit, or a live runner would look dead and be replaced.
+        self.beat_every = min(HEARTBEAT_EVERY, stale_seconds / 3)
 
     def checkpoint(self, force: bool = False) -> None:
         if time.monotonic() - self.started > self.timeout:
             raise JobFailed(f"stopped after the service's TimeoutSeconds of {self.timeout} s")
         since = time.monotonic() - self.last_beat
         # A beat under a second old still proves ownership: a takeover needs a stale heartbeat.
-        if since < (FRESH_ENOUGH if force else HEARTBEAT_EVERY):
+        if since < (min(FRESH_ENOUGH, self.beat_every) if force else self.beat_every):
             return
         self.run["HeartbeatAt"] = clock.utcnow()
         try:
@@ -202,6 +205,29 @@ def _finish(partition: str, job_id: str, status: str, details: str, results: dic
         return
 
 
+def is_transient(error: AzureError) -> bool:
+    """Worth another try: the storage service was unreachable, busy or failing, not refusing;
+    or another writer committed the same output blob meanwhile, discarding this run's staged
+    blocks (two jobs told to write one blob: the last to commit wins)."""
+    if isinstance(error, HttpResponseError) and error.status_code is not None:
+        if _error_code(error) == "InvalidBlockList":
+            return True
+        return error.status_code in (408, 429) or error.status_code >= 500
+    return isinstance(error, (ServiceRequestError, ServiceResponseError))
+
+
+def _error_code(error: HttpResponseError) -> str:
+    code = getattr(error, "error_code", None)
+    return str(getattr(code, "value", code) or "none")
+
+
+def describe_storage_error(error: AzureError) -> str:
+    """Status and error code only: an SDK message can carry request URLs."""
+    if isinstance(error, HttpResponseError):
+        return f"status={error.status_code} code={_error_code(error)}"
+    return f"error={type(error).__name__}"
+
+
 def _let_go(run: dict) -> None:
     """After an unexpected failure, give the run back so the message's retry can take it."""
     run["RunnerId"] = ""
@@ -226,7 +252,7 @@ def run_job(partition: str, job_id: str) -> None:
     try:
         if job is None or service is None:
             raise JobFailed("the job or its web service no longer exists")
-        lease = _Lease(run, service.timeout_seconds)
+        lease = _Lease(run, service.timeout_seconds, settings.run_stale_seconds)
         request = bes.request_from_stored(json.loads(job["Request"]))
         figures = score(request, load_scorer(service.scorer), settings.scoring_chunk_rows, runner_id,
                         lease.checkpoint)
@@ -242,8 +268,14 @@ def run_job(partition: str, job_id: str) -> None:
     except JobFailed as failure:
         status, details = runs.FAILED, str(failure)
     except AzureError as error:
-        status, details = runs.FAILED, f"a storage request failed: {type(error).__name__}; check the " \
-                                       "locations and that the storage account is reachable"
+        if is_transient(error):
+            # Not the job's fault: the run goes back and the message is retried (then poisoned).
+            log.warning("run interrupted by storage job=%s %s", job_id, describe_storage_error(error))
+            _let_go(run)
+            raise
+        log.warning("run failed on storage job=%s %s", job_id, describe_storage_error(error))
+        status, details = runs.FAILED, f"a storage request failed ({describe_storage_error(error)}); check " \
+                                       "the locations, the credentials and that the storage account is reachable"
     except BaseException:
         _let_go(run)
         raise

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from shared import clock, secrets
 from shared.api import ROUTE_PREFIX
-from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
+from shared.errors import Conflict, InvalidRequest, Unauthorized
 from shared.swagger import bes_swagger
 from shared.storage import SERVICES, get_store, retry_on_conflict
 from shared.validation import int_field, is_valid_id, only_fields, require_id, str_field

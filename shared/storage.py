@@ -243,6 +243,7 @@ def blob_endpoint(connection_string: str, base_location: str | None = None, sas_
     return BlobServiceClient.from_connection_string(connection_string).url
 
 
+@functools.lru_cache(maxsize=1)
 def own_blob_endpoint() -> str:
     return BlobServiceClient.from_connection_string(get_settings().queue_connection_string).url
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from samples import census
-from tests.e2e.conftest import CHUNK_ROWS, VM_PROVISIONING_SECONDS
+from tests.e2e.conftest import VM_PROVISIONING_SECONDS
 from tests.e2e.harness import unique, wait_for
 from tests.e2e.test_pools import create
 

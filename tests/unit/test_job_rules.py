@@ -85,3 +85,38 @@ def test_wait_keys_sort_in_start_order():
 def test_job_ids_sort_newest_first():
     older, newer = jobs.new_job_id(T0), jobs.new_job_id(T0 + dt.timedelta(milliseconds=5))
     assert newer < older and len(older) == 30
+
+
+class _Status:
+    def __init__(self, status):
+        self.status_code, self.reason, self.headers = status, "reason", {}
+
+    def text(self):
+        return ""
+
+
+@pytest.mark.parametrize("status,transient", [(500, True), (503, True), (429, True), (408, True),
+                                              (403, False), (404, False), (409, False), (400, False)])
+def test_storage_errors_split_into_transient_and_permanent(status, transient):
+    from azure.core.exceptions import HttpResponseError
+    from shared import execution
+    error = HttpResponseError(message="https://acct.blob.core.windows.net/c/b?sig=secret", response=_Status(status))
+    assert execution.is_transient(error) is transient
+    described = execution.describe_storage_error(error)
+    assert f"status={status}" in described and "sig=" not in described
+
+
+def test_unreachable_storage_is_transient():
+    from azure.core.exceptions import ServiceRequestError
+    from shared import execution
+    assert execution.is_transient(ServiceRequestError("connection refused"))
+
+
+def test_a_block_list_lost_to_another_writer_is_retried():
+    from azure.core.exceptions import HttpResponseError
+    from azure.storage.blob._generated.models import StorageErrorCode
+    from shared import execution
+    error = HttpResponseError(message="x", response=_Status(400))
+    error.error_code = StorageErrorCode.INVALID_BLOCK_LIST
+    assert execution.is_transient(error)
+    assert execution.describe_storage_error(error) == "status=400 code=InvalidBlockList"
