@@ -2,7 +2,7 @@
 
 For 1M and 4M census rows: the job path (`execution.score`: chunked download, sample
 scorer, staged upload) and, as the floor, pandas alone reading the same CSV from memory and
-writing it back. Each measurement runs in a fresh process so its peak memory (max RSS) is its own.
+writing it back. Each measurement runs in a fresh process so its peak memory (VmHWM) is its own.
 """
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _peak_mb() -> float:
+    """This process's own peak RSS. Not ru_maxrss: Linux carries that across fork and exec, so a
+    child would report the parent's peak (which holds the generated CSV)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
