@@ -90,9 +90,14 @@ def plan_delete(vms: list[dict], now: dt.datetime) -> ResizePlan:
 
 def new_vm(partition: str, pool_id: str, ordinal: int, now: dt.datetime, provisioning_seconds: int) -> dict:
     # Billing timestamps are whole seconds, so VM-seconds split across hours add up exactly.
+    # Provisioning ends on the next whole second, never before its full duration has passed;
+    # deletion is taken on the second it happened: rounding never adds to the bill.
+    ready = now + dt.timedelta(seconds=provisioning_seconds)
+    if ready.microsecond:
+        ready = ready.replace(microsecond=0) + dt.timedelta(seconds=1)
     return {"PartitionKey": partition, "RowKey": layout.vm_key(pool_id, ordinal), "PoolId": pool_id,
-            "VmId": f"vm-{ordinal:06d}", "State": PROVISIONING, "CreatedAt": now,
-            "ProvisionedAt": now.replace(microsecond=0) + dt.timedelta(seconds=provisioning_seconds), "JobId": ""}
+            "VmId": f"vm-{ordinal:06d}", "State": PROVISIONING, "CreatedAt": now, "ProvisionedAt": ready,
+            "JobId": ""}
 
 
 def retirement(now: dt.datetime) -> dict:

@@ -78,3 +78,11 @@ def test_deleted_and_draining_vms_do_not_count_toward_the_size():
 def test_resize_to_same_size_changes_nothing():
     rows = [vm(0), vm(1, vms.BUSY)]
     assert vms.plan_resize(rows, 2, T0).changes == 0
+
+
+def test_provisioning_ends_on_a_whole_second_never_early():
+    created = T0 + dt.timedelta(milliseconds=900)
+    row = vms.new_vm("sub", "p", 0, created, 2)
+    assert row["ProvisionedAt"] == T0 + dt.timedelta(seconds=3)
+    assert row["ProvisionedAt"] - created >= dt.timedelta(seconds=2)
+    assert vms.new_vm("sub", "p", 1, T0, 2)["ProvisionedAt"] == T0 + dt.timedelta(seconds=2)
