@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 
@@ -141,9 +141,7 @@ class TimerListener:
     def _read_status(self) -> dict:
         try:
             return json.loads(self.status_blob.download_blob().readall())
-        except (ResourceNotFoundError, ValueError):
-            return {}
-        except AzureError:
+        except (AzureError, ValueError):  # missing, unreadable or unreachable: no known status
             return {}
 
     @staticmethod

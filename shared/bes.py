@@ -147,12 +147,21 @@ def request_to_stored(request: JobRequest) -> dict:
             "GlobalParameters": request.global_parameters, "AzureBatchPoolId": request.pool_id}
 
 
-def host_allowed(endpoint: str, patterns: list[str]) -> bool:
-    """Whether a blob endpoint's host[:port] matches one of the allowed patterns."""
+def _as_pattern(allowed: str) -> str:
+    """An allow-list entry as a host[:port] pattern (entries may also be whole endpoints)."""
+    if "://" in allowed:
+        parts = urlsplit(allowed)
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    return allowed
+
+
+def host_allowed(endpoint: str, allowed: list[str]) -> bool:
+    """Whether a blob endpoint's host[:port] matches one of the allowed entries."""
     parts = urlsplit(endpoint)
     host = (parts.hostname or "").lower()
     with_port = f"{host}:{parts.port}" if parts.port else host
-    return any(fnmatch.fnmatch(with_port, p.lower()) or fnmatch.fnmatch(host, p.lower()) for p in patterns)
+    patterns = [_as_pattern(entry).lower() for entry in allowed]
+    return any(fnmatch.fnmatch(with_port, p) or fnmatch.fnmatch(host, p) for p in patterns)
 
 
 def public_location(location: Location, endpoint: str) -> dict:

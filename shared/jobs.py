@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets as random_tokens
-from urllib.parse import urlsplit
 
 from shared import bes, clock, dispatch, layout, runs, services, vms
 from shared.pools import vm_operations
@@ -56,17 +55,9 @@ def _check_blob_hosts(request: bes.JobRequest) -> None:
     allowed = [*get_settings().blob_host_allowlist, own_blob_endpoint()]
     for name, location in [("Input", request.input), *((f"Outputs.{n}", l) for n, l in request.outputs.items())]:
         endpoint = blob_endpoint(location.connection_string, location.base_location, location.sas_token)
-        if not bes.host_allowed(endpoint, [bes_pattern(a) for a in allowed]):
+        if not bes.host_allowed(endpoint, allowed):
             raise InvalidRequest(f"{name} points at a blob endpoint this deployment does not reach; allowed "
                                  "are its own storage account and BLOB_HOST_ALLOWLIST", "BlobHostNotAllowed")
-
-
-def bes_pattern(allowed: str) -> str:
-    """An allow-list entry as a host[:port] pattern (entries may be whole endpoints)."""
-    if "://" in allowed:
-        parts = urlsplit(allowed)
-        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
-    return allowed
 
 
 def submit_job(service: Service, body: dict) -> str:

@@ -126,7 +126,7 @@ def test_classic_jobs_are_billed_by_their_run_time(stack, idle_pool):
     assert plans.status_code == 200 and plans.json()["ClassicJobs"]["Jobs"] >= 1
 
 
-def test_bad_usage_queries(stack, idle_pool, tenant_factory=None):
+def test_bad_usage_queries(stack, idle_pool):
     tenant = make_tenant(stack.api)
     other = make_tenant(stack.api)
     create(stack.api, other, 1, "theirs")

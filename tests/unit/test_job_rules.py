@@ -120,3 +120,8 @@ def test_a_block_list_lost_to_another_writer_is_retried():
     error.error_code = StorageErrorCode.INVALID_BLOCK_LIST
     assert execution.is_transient(error)
     assert execution.describe_storage_error(error) == "status=400 code=InvalidBlockList"
+
+
+def test_allow_list_entries_may_be_whole_endpoints():
+    assert bes.host_allowed("http://127.0.0.1:10000/devstoreaccount1", ["http://127.0.0.1:10000/devstoreaccount1/"])
+    assert not bes.host_allowed("http://127.0.0.1:9999/x", ["http://127.0.0.1:10000/devstoreaccount1/"])
