@@ -1,4 +1,5 @@
-"""The only module that builds Azure SDK clients and writes to storage.
+"""The only module that talks to storage: the app's tables and queues (over `shared.rest`)
+and customers' blobs (through the Azure SDK).
 
 Writes that must not race are etag-conditional; a lost race raises `WriteConflict`, which
 operations retry through `retry_on_conflict` after reading fresh state. Several rows that
@@ -16,14 +17,13 @@ import time
 from urllib.parse import quote
 from typing import Callable, Iterable, TypeVar
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (AzureError, HttpResponseError, ResourceExistsError,
-                                   ResourceModifiedError, ResourceNotFoundError, ServiceRequestError)
-from azure.data.tables import TableEntity, TableServiceClient, UpdateMode
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ServiceRequestError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
-from azure.storage.queue import QueueServiceClient
 
 from shared.errors import Busy, StorageUnavailable
+from shared.rest import (BatchOperation, RestClient, Row, StorageRequestFailed, batch_body, bind_filter,
+                         decode_entity, encode_entity, error_code, key_path, parse_batch_response,
+                         parse_connection_string)
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -47,42 +47,82 @@ def _upper_bound(prefix: str) -> str:
 
 
 class Store:
+    """The app's tables and queues: point reads, range reads, conditional writes and
+    entity-group transactions, over `shared.rest`."""
+
     def __init__(self, connection_string: str, prefix: str, queue_connection_string: str):
-        self._service = TableServiceClient.from_connection_string(connection_string)
-        self._queues = QueueServiceClient.from_connection_string(queue_connection_string)
+        self._tables = RestClient(parse_connection_string(connection_string))
+        self._queues = RestClient(parse_connection_string(queue_connection_string))
         self._prefix = prefix
-        self._clients = {}
         self._ready = set()
         self._ready_queues = set()
         self._lock = threading.Lock()
 
-    def _table(self, name: str):
+    def _table(self, name: str) -> str:
+        """The table's name in storage, created on first use."""
         if name not in self._ready:
             with self._lock:
                 if name not in self._ready:
-                    self._service.create_table_if_not_exists(self._prefix + name)
-                    self._clients[name] = self._service.get_table_client(self._prefix + name)
+                    status, headers, body = self._tables.request(
+                        "table", "POST", "Tables", json.dumps({"TableName": self._prefix + name}).encode(),
+                        {"Content-Type": "application/json", "Prefer": "return-no-content"})
+                    if status not in (201, 204, 409):
+                        raise StorageRequestFailed(status, error_code(headers, body))
                     self._ready.add(name)
-        return self._clients[name]
+        return self._prefix + name
+
+    def _send(self, method: str, path: str, entity: dict | None = None, if_match: str | None = None,
+              expected: tuple = (200, 201, 204)) -> tuple[int, object, bytes]:
+        headers = {"Prefer": "return-no-content"}
+        if if_match:
+            headers["If-Match"] = if_match
+        body = None
+        if entity is not None:
+            body = json.dumps(encode_entity(entity)).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        status, response_headers, data = self._tables.request("table", method, path, body, headers)
+        if status not in expected and status not in (404, 409, 412):
+            raise StorageRequestFailed(status, error_code(response_headers, data))
+        return status, response_headers, data
 
     def get(self, table: str, partition: str, row: str) -> dict | None:
-        try:
-            return self._table(table).get_entity(partition, row)
-        except ResourceNotFoundError:
+        status, headers, data = self._send("GET", key_path(self._table(table), partition, row))
+        if status == 404:
             return None
+        return decode_entity(json.loads(data), headers.get("ETag"))
+
+    def _query(self, table: str, query: str, select: list[str] | None = None, limit: int | None = None):
+        """Entities matching an OData filter, in key order, page after page."""
+        params = f"$filter={quote(query, safe='')}"
+        if select:
+            params += f"&$select={quote(','.join(select), safe=',')}"
+        if limit:
+            params += f"&$top={min(limit, 1000)}"
+        next_keys = ""
+        while True:
+            status, headers, data = self._send("GET", f"{self._table(table)}()?{params}{next_keys}",
+                                               expected=(200,))
+            if status != 200:
+                raise StorageRequestFailed(status, error_code(headers, data))
+            for item in json.loads(data)["value"]:
+                yield decode_entity(item)
+            partition = headers.get("x-ms-continuation-NextPartitionKey")
+            if not partition:
+                return
+            next_keys = f"&NextPartitionKey={quote(partition)}"
+            row = headers.get("x-ms-continuation-NextRowKey")
+            if row:
+                next_keys += f"&NextRowKey={quote(row)}"
 
     def rows(self, table: str, partition: str, row_prefix: str, after: str | None = None,
              limit: int | None = None, select: list[str] | None = None) -> list[dict]:
         """Rows of a partition whose RowKey starts with `row_prefix`, in key order (a range
         read: it costs what it returns, never a scan), optionally only those after a key."""
-        query = "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high"
-        parameters = {"pk": partition, "low": after or row_prefix, "high": _upper_bound(row_prefix)}
-        if after is None:
-            query = query.replace("RowKey gt @low", "RowKey ge @low")
-        pages = self._table(table).query_entities(query, parameters=parameters, select=select,
-                                                  results_per_page=min(limit, 1000) if limit else None)
+        low = "gt" if after is not None else "ge"
+        query = bind_filter(f"PartitionKey eq @pk and RowKey {low} @low and RowKey lt @high",
+                            {"pk": partition, "low": after or row_prefix, "high": _upper_bound(row_prefix)})
         found = []
-        for entity in pages:
+        for entity in self._query(table, query, select, limit):
             found.append(entity)
             if limit and len(found) >= limit:
                 break
@@ -90,105 +130,103 @@ class Store:
 
     def count(self, table: str, partition: str, row_prefix: str, below: str | None = None) -> int:
         """How many rows of a partition start with `row_prefix` (and sort before `below`)."""
-        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
-        parameters = {"pk": partition, "low": row_prefix, "high": below or _upper_bound(row_prefix)}
-        return sum(1 for _ in self._table(table).query_entities(query, parameters=parameters, select=["RowKey"]))
+        query = bind_filter("PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                            {"pk": partition, "low": row_prefix, "high": below or _upper_bound(row_prefix)})
+        return sum(1 for _ in self._query(table, query, ["RowKey"]))
 
     def scan(self, table: str, row_prefix: str, condition: str = "", parameters: dict | None = None) -> list[dict]:
         """Rows of every partition whose RowKey starts with `row_prefix` (for sweeps only)."""
         query = "RowKey ge @low and RowKey lt @high" + (f" and {condition}" if condition else "")
-        return list(self._table(table).query_entities(
-            query, parameters={"low": row_prefix, "high": _upper_bound(row_prefix), **(parameters or {})}))
+        return list(self._query(table, bind_filter(
+            query, {"low": row_prefix, "high": _upper_bound(row_prefix), **(parameters or {})})))
+
+    def _entity_path(self, table: str, entity: dict) -> str:
+        return key_path(self._table(table), entity["PartitionKey"], entity["RowKey"])
 
     def merge(self, table: str, entity: dict) -> None:
         """Create the row or merge these fields into it, unconditionally."""
-        self._table(table).upsert_entity(entity, mode=UpdateMode.MERGE)
+        self._send("MERGE", self._entity_path(table, entity), entity)
 
     def upsert(self, table: str, entity: dict) -> None:
         """Create the row or replace it whole, unconditionally (for rows written idempotently)."""
-        self._table(table).upsert_entity(entity, mode=UpdateMode.REPLACE)
+        self._send("PUT", self._entity_path(table, entity), entity)
 
     def delete(self, table: str, entity: dict) -> None:
         """Delete a row read earlier, only if nobody changed it since; gone already is fine."""
-        try:
-            self._table(table).delete_entity(entity["PartitionKey"], entity["RowKey"], etag=etag_of(entity),
-                                             match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            raise WriteConflict("row changed") from None
-        except ResourceNotFoundError:
-            pass
-
-    def send(self, queue: str, payload: dict, delay_seconds: int = 0) -> None:
-        """Put a JSON message on a queue, base64-encoded as queue triggers expect by default."""
-        client = self._queues.get_queue_client(queue)
-        if queue not in self._ready_queues:
-            try:
-                client.create_queue()
-            except ResourceExistsError:
-                pass
-            self._ready_queues.add(queue)
-        content = base64.b64encode(json.dumps(payload).encode("utf-8")).decode("ascii")
-        client.send_message(content, visibility_timeout=delay_seconds or None)
+        status, _, _ = self._send("DELETE", self._entity_path(table, entity), if_match=etag_of(entity) or "*")
+        if status in (409, 412):
+            raise WriteConflict("row changed")
 
     def insert(self, table: str, entity: dict) -> None:
-        try:
-            _remember_etag(entity, self._table(table).create_entity(entity))
-        except ResourceExistsError:
-            raise WriteConflict("row exists") from None
+        status, headers, _ = self._send("POST", self._table(table), entity)
+        if status in (404, 409, 412):
+            raise WriteConflict("row exists")
+        _remember_etag(entity, headers.get("ETag"))
 
     def replace(self, table: str, entity: dict) -> None:
         """Replace a row read earlier, only if nobody changed it since (its etag)."""
-        try:
-            _remember_etag(entity, self._table(table).update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=etag_of(entity), match_condition=MatchConditions.IfNotModified))
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise WriteConflict("row changed") from None
-        except HttpResponseError as error:
-            if error.status_code in (409, 412):
-                raise WriteConflict("row changed") from None
-            raise
+        status, headers, _ = self._send("PUT", self._entity_path(table, entity), entity,
+                                        if_match=etag_of(entity) or "*")
+        if status in (404, 409, 412):
+            raise WriteConflict("row changed")
+        _remember_etag(entity, headers.get("ETag"))
 
     def transact(self, table: str, operations: Iterable[tuple]) -> None:
         """Commit ("create" | "replace" | "merge" | "upsert" | "delete", entity) operations of one
         partition atomically. replace and delete are conditional on the entity's etag when it came
         from a read; merge changes the given fields of an existing row; upsert writes a row whole."""
         operations = list(operations)
+        if not operations:
+            return
+        name = self._table(table)
         batch = []
         for kind, entity in operations:
+            path = key_path(name, entity["PartitionKey"], entity["RowKey"])
             if kind == "create":
-                batch.append(("create", entity))
+                batch.append(BatchOperation("POST", name, encode_entity(entity), None))
             elif kind == "merge":
-                batch.append(("update", entity, {"mode": UpdateMode.MERGE}))
+                batch.append(BatchOperation("MERGE", path, encode_entity(entity), "*"))
             elif kind == "upsert":
-                batch.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
-            elif kind in ("replace", "delete"):
-                etag = etag_of(entity)
-                options = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
-                if kind == "replace":
-                    options["mode"] = UpdateMode.REPLACE
-                    batch.append(("update", entity, options))
-                else:
-                    batch.append(("delete", entity, options))
+                batch.append(BatchOperation("PUT", path, encode_entity(entity), None))
+            elif kind == "replace":
+                batch.append(BatchOperation("PUT", path, encode_entity(entity), etag_of(entity) or "*"))
+            elif kind == "delete":
+                batch.append(BatchOperation("DELETE", path, None, etag_of(entity) or "*"))
             else:
                 raise ValueError(f"unknown transaction operation {kind}")
-        if not batch:
-            return
-        try:
-            results = self._table(table).submit_transaction(batch)
-            for (kind, entity), metadata in zip(operations, results):
-                if kind != "delete":
-                    _remember_etag(entity, metadata)
-        except HttpResponseError as error:
-            if error.status_code in (404, 409, 412):
-                raise WriteConflict("transaction lost a race") from None
-            raise
+        content_type, body = batch_body(self._tables.account.table_endpoint, batch)
+        status, headers, data = self._tables.request("table", "POST", "$batch", body, {"Content-Type": content_type})
+        if status != 202:
+            raise StorageRequestFailed(status, error_code(headers, data))
+        outcome, etags, code = parse_batch_response(data, len(batch))
+        if outcome in (404, 409, 412):
+            raise WriteConflict("transaction lost a race")
+        if outcome >= 300:
+            raise StorageRequestFailed(outcome, code)
+        for (kind, entity), etag in zip(operations, etags):
+            if kind != "delete":
+                _remember_etag(entity, etag)
+
+    def send(self, queue: str, payload: dict, delay_seconds: int = 0) -> None:
+        """Put a JSON message on a queue, base64-encoded as queue triggers expect by default."""
+        if queue not in self._ready_queues:
+            status, headers, data = self._queues.request("queue", "PUT", queue)
+            if status not in (201, 204, 409):
+                raise StorageRequestFailed(status, error_code(headers, data))
+            self._ready_queues.add(queue)
+        content = base64.b64encode(json.dumps(payload).encode("utf-8")).decode("ascii")
+        message = f"<QueueMessage><MessageText>{content}</MessageText></QueueMessage>".encode("ascii")
+        path = f"{queue}/messages" + (f"?visibilitytimeout={delay_seconds}" if delay_seconds else "")
+        status, headers, data = self._queues.request("queue", "POST", path, message,
+                                                     {"Content-Type": "application/xml"})
+        if status != 201:
+            raise StorageRequestFailed(status, error_code(headers, data))
 
 
-def _remember_etag(entity: dict, metadata) -> None:
+def _remember_etag(entity: dict, etag: str | None) -> None:
     """Keep the row's new etag on the entity, so the writer can change it again conditionally."""
-    etag = (metadata or {}).get("etag")
-    if etag and isinstance(entity, TableEntity):
-        entity._metadata = {**entity.metadata, "etag": etag}
+    if etag and isinstance(entity, Row):
+        entity.metadata = {**entity.metadata, "etag": etag}
 
 
 def etag_of(entity) -> str | None:
