@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import random
 
 from shared import clock, layout, runs, vms
 from shared.storage import POOLS, WriteConflict, get_store
@@ -23,10 +24,14 @@ MAX_ROUNDS = 50
 CANCEL_BATCH = 200
 
 
+def idle_vms(pool_vms: list[dict], now: dt.datetime) -> list[dict]:
+    """The idle VMs in a stable order."""
+    return sorted((vm for vm in pool_vms if vms.state_of(vm, now) == vms.IDLE), key=lambda vm: vm["RowKey"])
+
+
 def pair_idle_vms(pool_vms: list[dict], heads: list[dict], now: dt.datetime) -> list[tuple[dict, dict]]:
     """Idle VMs in a stable order, matched with the waiting jobs in FIFO order."""
-    idle = sorted((vm for vm in pool_vms if vms.state_of(vm, now) == vms.IDLE), key=lambda vm: vm["RowKey"])
-    return list(zip(idle, heads))
+    return list(zip(idle_vms(pool_vms, now), heads))
 
 
 def idle_count(pool_vms: list[dict], now: dt.datetime) -> int:
@@ -60,6 +65,31 @@ def tick(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
     return started
 
 
+def start_at_once(run: dict, pool_vms: list[dict]) -> tuple[str, dt.datetime] | None:
+    """Create a new run directly on an idle VM, for a job that found nobody waiting: one
+    transaction (run row created Running, VM Idle -> Busy on its etag). Returns (VM, start
+    time), or None if no VM was idle or the VM or run changed meanwhile (then the job queues)."""
+    now = clock.utcnow()
+    idle = idle_vms(pool_vms, now)
+    if not idle:
+        return None
+    vm = random.choice(idle)  # concurrent starts then rarely race for the same VM
+    vm.update({"State": vms.BUSY, "JobId": run["JobId"]})
+    running = {**run, "State": runs.RUNNING, "WaitKey": "", "VmKey": vm["RowKey"], "VmId": vm["VmId"],
+               "StartTime": now, "HeartbeatAt": now}
+    try:
+        get_store().transact(POOLS, [("create", running), ("replace", vm)])
+    except WriteConflict:
+        return None
+    _announce_start(run["PartitionKey"], run["JobId"], run["PoolId"], vm["VmId"])
+    return vm["VmId"], now
+
+
+def _announce_start(partition: str, job_id: str, pool_id: str, vm_id: str) -> None:
+    get_store().send(RUN_QUEUE, {"Partition": partition, "JobId": job_id})
+    log.info("job started job=%s pool=%s vm=%s", job_id, pool_id, vm_id)
+
+
 def _cancel_if_pool_gone(partition: str, pool_id: str) -> None:
     pool = get_store().get(POOLS, partition, layout.pool_key(pool_id))
     if pool is None or pool["State"] != "Active":
@@ -77,8 +107,7 @@ def _claim(partition: str, vm: dict, head: dict, now: dt.datetime) -> bool:
         store.transact(POOLS, [("replace", vm), ("delete", head), ("merge", run_changes)])
     except WriteConflict:
         return False
-    store.send(RUN_QUEUE, {"Partition": partition, "JobId": head["JobId"]})
-    log.info("job started job=%s pool=%s vm=%s", head["JobId"], head.get("PoolId"), vm["VmId"])
+    _announce_start(partition, head["JobId"], head.get("PoolId"), vm["VmId"])
     return True
 
 

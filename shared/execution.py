@@ -68,22 +68,36 @@ class _BlobStream(io.RawIOBase):
 
 
 class _BlockUpload:
-    """An output blob written as staged blocks and committed at the end."""
+    """An output blob written as staged blocks and committed at the end; an output of one
+    chunk is written in one request instead (as atomic: a blob is replaced whole)."""
 
     def __init__(self, client, attempt_id: str):
         self.client = client
         self.attempt_id = attempt_id
         self.blocks: list[str] = []
+        self.first: bytes | None = None
 
     def write(self, data: bytes) -> None:
+        if self.first is None and not self.blocks:
+            self.first = data
+            return
+        if self.first is not None:
+            self._stage(self.first)
+            self.first = None
+        self._stage(data)
+
+    def _stage(self, data: bytes) -> None:
         # Block ids are unique per attempt, so a replaced runner's blocks never mix in.
         block_id = base64.b64encode(f"{self.attempt_id}-{len(self.blocks):06d}".encode()).decode()
         self.client.stage_block(block_id, data)
         self.blocks.append(block_id)
 
     def commit(self) -> None:
-        self.client.commit_block_list([BlobBlock(block_id=b) for b in self.blocks],
-                                      content_settings=ContentSettings(content_type="text/csv"))
+        settings = ContentSettings(content_type="text/csv")
+        if not self.blocks:
+            self.client.upload_blob(self.first or b"", overwrite=True, content_settings=settings)
+            return
+        self.client.commit_block_list([BlobBlock(block_id=b) for b in self.blocks], content_settings=settings)
 
 
 def load_scorer(reference: str):
@@ -189,10 +203,11 @@ class _Lease:
 
 
 def _finish(partition: str, job_id: str, status: str, details: str, results: dict | None = None,
-            still_ours=lambda run: True) -> None:
-    """End the run (if it has not ended and is still ours to end), then tick its pool."""
+            still_ours=lambda run: True, known: dict | None = None) -> None:
+    """End the run (if it has not ended and is still ours to end), then tick its pool. A run
+    row this runner wrote last (`known`) is tried first; its etag tells if it changed since."""
     for _ in range(20):
-        run = runs.get_run(partition, job_id)
+        run, known = known or runs.get_run(partition, job_id), None
         if run is None or run["State"] not in (runs.RUNNING, runs.WAITING) or not still_ours(run):
             return
         try:
@@ -246,16 +261,13 @@ def run_job(partition: str, job_id: str) -> None:
         return
     log.info("run claimed job=%s pool=%s attempt=%s", job_id, run["PoolId"], run["Attempts"])
     job = get_store().get(JOBS, run["JobPartition"], job_id)
-    service = services.get_service(run["SubscriptionId"], run["ServiceId"])
     started = time.monotonic()
     results = None
     try:
-        if job is None or service is None:
-            raise JobFailed("the job or its web service no longer exists")
-        lease = _Lease(run, service.timeout_seconds, settings.run_stale_seconds)
+        scorer, timeout_seconds = _scorer_of(job, run)
+        lease = _Lease(run, timeout_seconds, settings.run_stale_seconds)
         request = bes.request_from_stored(json.loads(job["Request"]))
-        figures = score(request, load_scorer(service.scorer), settings.scoring_chunk_rows, runner_id,
-                        lease.checkpoint)
+        figures = score(request, load_scorer(scorer), settings.scoring_chunk_rows, runner_id, lease.checkpoint)
         lease.checkpoint(force=True)
         results = {name: bes.public_location(location, blob_endpoint(
             location.connection_string, location.base_location, location.sas_token))
@@ -281,7 +293,17 @@ def run_job(partition: str, job_id: str) -> None:
         raise
     log.info("job run done job=%s state=%s seconds=%.2f", job_id, status, time.monotonic() - started)
     _finish(partition, job_id, status, details, results,
-            still_ours=lambda run: run["State"] == runs.RUNNING and run.get("RunnerId") == runner_id)
+            still_ours=lambda run: run["State"] == runs.RUNNING and run.get("RunnerId") == runner_id, known=run)
+
+
+def _scorer_of(job: dict | None, run: dict) -> tuple[str, int]:
+    """The scorer and timeout the job was submitted with (its service's, for older job rows)."""
+    if job is not None and job.get("Scorer"):
+        return job["Scorer"], job.get("TimeoutSeconds") or services.DEFAULT_TIMEOUT_SECONDS
+    service = services.get_service(run["SubscriptionId"], run["ServiceId"])
+    if job is None or service is None:
+        raise JobFailed("the job or its web service no longer exists")
+    return service.scorer, service.timeout_seconds
 
 
 def fail_poisoned(partition: str, job_id: str) -> None:

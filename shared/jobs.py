@@ -14,9 +14,10 @@ import secrets as random_tokens
 from shared import bes, clock, dispatch, layout, runs, services, vms
 from shared.pools import vm_operations
 from shared.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
-from shared.services import Service
+from shared.services import ServiceRef
 from shared.settings import get_settings
-from shared.storage import JOBS, POOLS, WriteConflict, blob_endpoint, get_store, own_blob_endpoint, retry_on_conflict
+from shared.storage import (JOBS, POOLS, WriteConflict, blob_endpoint, concurrently, get_store, own_blob_endpoint,
+                            retry_on_conflict)
 from shared.validation import is_valid_id
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,14 @@ def require_api_version(params) -> None:
         raise InvalidRequest(f"add ?api-version={API_VERSION} to the URL (got {version!r})", "InvalidApiVersion")
 
 
-def authorize(route_params, params, token: str) -> Service:
+def authorize(route_params, params, token: str) -> ServiceRef:
     """The web service whose API key was presented, for a request with the right api-version."""
-    service = services.authenticate(route_params["subscriptionId"], route_params["serviceId"], token)
+    service = services.authenticate_key(route_params["subscriptionId"], route_params["serviceId"], token)
     require_api_version(params)
     return service
 
 
-def job_partition(service: Service) -> str:
+def job_partition(service: ServiceRef) -> str:
     return f"{service.subscription_id}|{service.service_id}"
 
 
@@ -60,11 +61,23 @@ def _check_blob_hosts(request: bes.JobRequest) -> None:
                                  "are its own storage account and BLOB_HOST_ALLOWLIST", "BlobHostNotAllowed")
 
 
-def submit_job(service: Service, body: dict) -> str:
+def _read_pool(subscription_id: str, pool_id) -> dict | None:
+    if not isinstance(pool_id, str) or not is_valid_id(pool_id):
+        return None
+    return get_store().get(POOLS, subscription_id, layout.pool_key(pool_id))
+
+
+def submit_job(caller: ServiceRef, body: dict) -> str:
+    """Record the job NotStarted. It keeps the service's scorer, timeout and plan as they are
+    now: a job runs as its service was when it was submitted."""
+    named_pool = body.get("AzureBatchPoolId") if isinstance(body, dict) else None
+    service, pool = concurrently(lambda: services.get_service(caller.subscription_id, caller.service_id),
+                                 lambda: _read_pool(caller.subscription_id, named_pool))
     request = bes.parse_request(body, list(service.input_names), list(service.output_names))
     _check_blob_hosts(request)
     if request.pool_id is not None:
-        pool = get_store().get(POOLS, service.subscription_id, layout.pool_key(request.pool_id))
+        if request.pool_id != named_pool:
+            pool = _read_pool(service.subscription_id, request.pool_id)
         if pool is None or pool["State"] != "Active":
             # A pool of another subscription answers exactly like one that does not exist.
             raise NotFound(f"no pool {request.pool_id} for this web service's subscription", "PoolNotFound")
@@ -76,12 +89,14 @@ def submit_job(service: Service, body: dict) -> str:
     job_id = new_job_id(now)
     get_store().insert(JOBS, {"PartitionKey": job_partition(service), "RowKey": job_id, "Status": NOT_STARTED,
                               "Request": stored, "PoolId": request.pool_id or "", "CreatedAt": now,
-                              "Details": "", "Results": "{}", "Attempts": 0})
+                              "Details": "", "Results": "{}", "Attempts": 0, "Scorer": service.scorer,
+                              "TimeoutSeconds": service.timeout_seconds,
+                              "BillingPlanId": service.billing_plan_id or ""})
     log.info("job submitted job=%s service=%s pool=%s", job_id, service.service_id, request.pool_id or "classic")
     return job_id
 
 
-def _job(service: Service, job_id: str) -> dict:
+def _job(service: ServiceRef, job_id: str) -> dict:
     job = get_store().get(JOBS, job_partition(service), job_id) if is_valid_id(job_id) else None
     if job is None:
         raise NotFound(f"no job {job_id} for this web service", "JobNotFound")
@@ -92,42 +107,58 @@ def _already_ended(job_id: str, status: str) -> Conflict:
     return Conflict(f"job {job_id} has already ended ({status})", "JobAlreadyEnded")
 
 
-def _job_not_ended(service: Service, job_id: str) -> dict:
+def _job_not_ended(service: ServiceRef, job_id: str) -> dict:
     job = _job(service, job_id)
     if job["Status"] in runs.TERMINAL:
         raise _already_ended(job_id, job["Status"])
     return job
 
 
-def _placement(service: Service, job: dict) -> tuple[str, str]:
+def _placement(service: ServiceRef, job: dict) -> tuple[str, str]:
     if job["PoolId"]:
         return service.subscription_id, job["PoolId"]
     return layout.CLASSIC_PARTITION, layout.CLASSIC_POOL
 
 
-def start_job(service: Service, job_id: str) -> dict:
-    """Start the job: it runs now on an idle VM or waits its turn. Starting twice is harmless."""
+def _new_run(service: ServiceRef, job: dict, partition: str, pool_id: str) -> dict:
+    job_id = job["RowKey"]
+    return {"PartitionKey": partition, "RowKey": layout.run_key(job_id), "JobId": job_id,
+            "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.WAITING,
+            "WaitKey": layout.wait_key(pool_id, job["StartRequestedAt"], job_id),
+            "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": clock.utcnow(),
+            "BillingPlanId": job.get("BillingPlanId") or "", "Attempts": 0, "VmKey": "", "RunnerId": ""}
+
+
+def start_job(service: ServiceRef, job_id: str) -> dict:
+    """Start the job: it runs now on an idle VM or waits its turn. Starting twice is harmless.
+
+    A first start marks the job row Started while it reads the pool's queue head and VMs; if
+    nobody waits and a VM is idle, one transaction creates the run on that VM. Otherwise the
+    job joins the queue and the pool is ticked."""
     store = get_store()
 
     def mark_started():
         job = _job_not_ended(service, job_id)
-        if job["Status"] == NOT_STARTED:
-            job.update({"Status": STARTED, "StartRequestedAt": clock.utcnow()})
-            store.replace(JOBS, job)
-        return job
+        partition, pool_id = _placement(service, job)
+        if job["Status"] != NOT_STARTED:
+            return job, None
+        if not job["PoolId"]:
+            ensure_classic_pool()
+        job.update({"Status": STARTED, "StartRequestedAt": clock.utcnow()})
+        _, heads, pool_vms = concurrently(
+            lambda: store.replace(JOBS, job),
+            lambda: store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=1),
+            lambda: store.rows(POOLS, partition, layout.vm_prefix(pool_id)))
+        return job, (heads, pool_vms)
 
-    job = retry_on_conflict(mark_started)
+    job, first_look = retry_on_conflict(mark_started)
     partition, pool_id = _placement(service, job)
-    if not job["PoolId"]:
-        ensure_classic_pool()
-    now = clock.utcnow()
-    wait_key = layout.wait_key(pool_id, job["StartRequestedAt"], job_id)
-    run = {"PartitionKey": partition, "RowKey": layout.run_key(job_id), "JobId": job_id,
-           "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.WAITING, "WaitKey": wait_key,
-           "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": now,
-           "BillingPlanId": service.billing_plan_id or "",
-           "Attempts": 0, "VmKey": "", "RunnerId": ""}
-    wait = {"PartitionKey": partition, "RowKey": wait_key, "JobId": job_id, "PoolId": pool_id}
+    if first_look is not None and not first_look[0]:
+        started = dispatch.start_at_once(_new_run(service, job, partition, pool_id), first_look[1])
+        if started:
+            return _running_view(job, *started)
+    run = _new_run(service, job, partition, pool_id)
+    wait = {"PartitionKey": partition, "RowKey": run["WaitKey"], "JobId": job_id, "PoolId": pool_id}
     try:
         store.transact(POOLS, [("create", run), ("create", wait)])
         log.info("job queued job=%s pool=%s", job_id, pool_id)
@@ -135,13 +166,16 @@ def start_job(service: Service, job_id: str) -> dict:
         pass  # started before, or cancelled meanwhile: the run row says which
     started = dispatch.tick(partition, pool_id)
     if job_id in started:
-        vm_id, start_time = started[job_id]
-        return {**_job_view(job), "StatusCode": runs.RUNNING, "StartTime": clock.iso(start_time),
-                "Details": f"running on {vm_id}"}
+        return _running_view(job, *started[job_id])
     return get_job(service, job_id)
 
 
-def cancel_job(service: Service, job_id: str) -> dict:
+def _running_view(job: dict, vm_id: str, start_time) -> dict:
+    return {**_job_view(job), "StatusCode": runs.RUNNING, "StartTime": clock.iso(start_time),
+            "Details": f"running on {vm_id}"}
+
+
+def cancel_job(service: ServiceRef, job_id: str) -> dict:
     store = get_store()
 
     def attempt():
@@ -154,12 +188,13 @@ def cancel_job(service: Service, job_id: str) -> dict:
         partition, pool_id = _placement(service, job)
         run = runs.get_run(partition, job_id)
         if run is None:
-            # The start is half done: a Cancelled run row makes sure it never runs.
+            # The start is half done: a Cancelled run row makes sure it never runs. The row
+            # stays a while (the sweeper removes it) so the start cannot create the run after all.
             run = {"PartitionKey": partition, "RowKey": layout.run_key(job_id), "JobId": job_id,
                    "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.CANCELLED,
                    "EndTime": clock.utcnow(), "Details": "cancelled by the caller", "Results": "{}"}
             store.insert(POOLS, run)
-            runs.finalize(run)
+            runs.copy_to_job(run)
             return False
         if run["State"] in runs.TERMINAL:
             runs.finalize(run)
@@ -186,7 +221,7 @@ def _job_view(job: dict) -> dict:
             "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None, "Attempts": job.get("Attempts") or 0}
 
 
-def get_job(service: Service, job_id: str) -> dict:
+def get_job(service: ServiceRef, job_id: str) -> dict:
     job = _job(service, job_id)
     view = _job_view(job)
     if job["Status"] != STARTED:
@@ -215,7 +250,7 @@ def get_job(service: Service, job_id: str) -> dict:
     return view
 
 
-def list_jobs(service: Service, params) -> dict:
+def list_jobs(service: ServiceRef, params) -> dict:
     top = params.get("$top", "50")
     if not top.isdigit() or not 1 <= int(top) <= MAX_PAGE:
         raise InvalidRequest(f"$top must be a whole number from 1 to {MAX_PAGE}", "InvalidValue")
@@ -229,11 +264,17 @@ def list_jobs(service: Service, params) -> dict:
     return {"Jobs": jobs, "ContinuationToken": page[-1]["RowKey"] if len(rows) > int(top) else None}
 
 
-def ensure_classic_pool() -> None:
+_classic_slots_ensured: set[int] = set()
+
+
+def ensure_classic_pool(recheck: bool = False) -> None:
     """The shared classic environment: a pool of CLASSIC_MAX_CONCURRENT_JOBS slots, made on
-    first use and resized when the setting changes. Its slots are never billed as a pool."""
+    first use and resized when the setting changes. Its slots are never billed as a pool.
+    Once a process has made sure of it, it only checks again when asked (the sweeper does)."""
     store = get_store()
     slots = get_settings().classic_max_concurrent_jobs
+    if slots in _classic_slots_ensured and not recheck:
+        return
     partition, pool_id = layout.CLASSIC_PARTITION, layout.CLASSIC_POOL
 
     def attempt():
@@ -255,3 +296,4 @@ def ensure_classic_pool() -> None:
 
     if retry_on_conflict(attempt):
         log.info("classic environment sized slots=%s", slots)
+    _classic_slots_ensured.add(slots)

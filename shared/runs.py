@@ -63,14 +63,18 @@ def end_run(run: dict, status: str, details: str, results: dict | None = None) -
 def finalize(run: dict) -> None:
     """Copy a terminal run to its job row (and a classic job's run time to the ledger), then
     drop the run row."""
-    store = get_store()
     if run["PartitionKey"] == layout.CLASSIC_PARTITION:
         usage.record_classic_run(run, run.get("BillingPlanId") or "")
-    store.merge(JOBS, {"PartitionKey": run["JobPartition"], "RowKey": run["JobId"], "Status": run["State"],
-                       "Details": run.get("Details") or "", "Results": run.get("Results") or "{}",
-                       "StartTime": run.get("StartTime"), "EndTime": run.get("EndTime"),
-                       "Attempts": run.get("Attempts") or 0})
+    copy_to_job(run)
     try:
-        store.delete(POOLS, run)
+        get_store().delete(POOLS, run)
     except WriteConflict:
         pass  # someone finalized it already
+
+
+def copy_to_job(run: dict) -> None:
+    """Write a terminal run's outcome to its job row."""
+    get_store().merge(JOBS, {"PartitionKey": run["JobPartition"], "RowKey": run["JobId"], "Status": run["State"],
+                             "Details": run.get("Details") or "", "Results": run.get("Results") or "{}",
+                             "StartTime": run.get("StartTime"), "EndTime": run.get("EndTime"),
+                             "Attempts": run.get("Attempts") or 0})

@@ -28,6 +28,12 @@ SWAGGER_PATH = re.compile(rf"/{ROUTE_PREFIX}/subscriptions/([^/]+)/services/([^/
 
 
 @dataclass(frozen=True)
+class ServiceRef:
+    subscription_id: str
+    service_id: str
+
+
+@dataclass(frozen=True)
 class Service:
     subscription_id: str
     service_id: str
@@ -38,6 +44,10 @@ class Service:
     input_names: tuple[str, ...] = DEFAULT_INPUTS
     output_names: tuple[str, ...] = DEFAULT_OUTPUTS
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+
+    @property
+    def ref(self) -> ServiceRef:
+        return ServiceRef(self.subscription_id, self.service_id)
 
 
 def _service(entity) -> Service:
@@ -139,9 +149,35 @@ def authenticate(subscription_id: str, service_id: str, presented: str) -> Servi
     entity = None
     if is_valid_id(subscription_id) and is_valid_id(service_id):
         entity = get_store().get(SERVICES, subscription_id, service_id)
-    if not secrets.matches_any(presented, [entity["ApiKeyHash"]] if entity else []):
-        raise Unauthorized("the API key is not valid for this web service")
+    _check_key(presented, entity["ApiKeyHash"] if entity else None)
+    _key_hashes_seen(subscription_id, service_id, entity["ApiKeyHash"])
     return _service(entity)
+
+
+def _check_key(presented: str, stored_hash: str | None) -> None:
+    if not secrets.matches_any(presented, [stored_hash] if stored_hash else []):
+        raise Unauthorized("the API key is not valid for this web service")
+
+
+# A service's API key never changes and a service is never deleted, so its key hash is kept
+# per process once read: checking a key then costs no storage request.
+_key_hashes: dict[tuple[str, str], str] = {}
+MAX_CACHED_KEYS = 10000
+
+
+def _key_hashes_seen(subscription_id: str, service_id: str, key_hash: str) -> None:
+    if len(_key_hashes) >= MAX_CACHED_KEYS:
+        _key_hashes.clear()
+    _key_hashes[(subscription_id, service_id)] = key_hash
+
+
+def authenticate_key(subscription_id: str, service_id: str, presented: str) -> ServiceRef:
+    """Check the API key presented for a service (from the per-process cache when it can)."""
+    key_hash = _key_hashes.get((subscription_id, service_id))
+    if key_hash is None:
+        return authenticate(subscription_id, service_id, presented).ref
+    _check_key(presented, key_hash)
+    return ServiceRef(subscription_id, service_id)
 
 
 def swagger(service: Service, base_url: str) -> dict:

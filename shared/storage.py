@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 from typing import Callable, Iterable, TypeVar
 
@@ -238,6 +239,25 @@ def etag_of(entity) -> str | None:
 def get_store() -> Store:
     settings = get_settings()
     return Store(settings.storage_connection_string, settings.table_prefix, settings.queue_connection_string)
+
+
+_overlap = ThreadPoolExecutor(max_workers=16, thread_name_prefix="storage")
+
+
+def concurrently(*calls: Callable[[], object]) -> list:
+    """Run independent storage calls at once (each on its own connection) and return their
+    results in order; if any raised, the first error is raised once all have ended."""
+    futures = [_overlap.submit(call) for call in calls[1:]]
+    results, first_error = [], None
+    for outcome in [None, *futures]:
+        try:
+            results.append(calls[0]() if outcome is None else outcome.result())
+        except Exception as error:
+            results.append(None)
+            first_error = first_error or error
+    if first_error is not None:
+        raise first_error
+    return results
 
 
 def retry_on_conflict(attempt: Callable[[], T], tries: int = 30) -> T:

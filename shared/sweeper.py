@@ -3,7 +3,8 @@
 Each sweep (a timer, by default every 20 seconds):
 * ticks every active pool, so waiting jobs never stay behind an idle VM because a tick
   message was lost;
-* copies ended runs whose job row was never updated, and removes their run rows;
+* copies ended runs whose job row was never updated, and removes their run rows (once they
+  are RUN_STALE_SECONDS old: a start racing a cancel finds the cancelled run row meanwhile);
 * re-sends the run message of a running job whose runner's heartbeat went stale (its
   instance died), so another instance takes the job over;
 * keeps the classic environment at CLASSIC_MAX_CONCURRENT_JOBS slots.
@@ -24,13 +25,13 @@ log = logging.getLogger(__name__)
 def sweep() -> dict:
     store = get_store()
     figures = {"pools": 0, "started": 0, "finalized": 0, "resent": 0}
-    jobs.ensure_classic_pool()
+    jobs.ensure_classic_pool(recheck=True)
     for pool in store.scan(POOLS, layout.POOL_PREFIX, "State eq @state", {"state": "Active"}):
         figures["pools"] += 1
         figures["started"] += len(dispatch.tick(pool["PartitionKey"], pool["PoolId"]))
     stale_before = clock.utcnow() - dt.timedelta(seconds=get_settings().run_stale_seconds)
     for run in store.scan(POOLS, layout.RUN_PREFIX):
-        if run["State"] in runs.TERMINAL:
+        if run["State"] in runs.TERMINAL and run["EndTime"] < stale_before:
             runs.finalize(run)
             figures["finalized"] += 1
         elif run["State"] == runs.RUNNING and (run.get("HeartbeatAt") or run["StartTime"]) < stale_before:
