@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import random
+import threading
 
 from shared import clock, layout, runs, vms
 from shared.storage import POOLS, WriteConflict, get_store
@@ -38,8 +39,56 @@ def idle_count(pool_vms: list[dict], now: dt.datetime) -> int:
     return sum(1 for vm in pool_vms if vms.state_of(vm, now) == vms.IDLE)
 
 
+class _PoolTicks:
+    """One pool's ticks in this process: one runs at a time; calls that come meanwhile wait
+    for a pass that began after they asked (so no idle VM is left unpaired), instead of
+    racing it for the same rows."""
+
+    def __init__(self):
+        self.changed = threading.Condition()
+        self.asked = 0
+        self.covered = 0
+        self.running = False
+
+
+_pool_ticks: dict[tuple[str, str], _PoolTicks] = {}
+_pool_ticks_lock = threading.Lock()
+WAIT_FOR_PASS_SECONDS = 30
+
+
 def tick(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
-    """Start as many waiting jobs as the pool has idle VMs; returns job id -> (VM, start time)."""
+    """Start as many waiting jobs as the pool has idle VMs; returns job id -> (VM, start time)
+    of the jobs this call started (a call that another pass covered returns none)."""
+    with _pool_ticks_lock:
+        ticks = _pool_ticks.setdefault((partition, pool_id), _PoolTicks())
+    with ticks.changed:
+        ticks.asked += 1
+        wanted = ticks.asked
+        while ticks.running and ticks.covered < wanted:
+            ticks.changed.wait(WAIT_FOR_PASS_SECONDS)
+        if ticks.covered >= wanted:
+            return {}
+        ticks.running = True
+    started = {}
+    try:
+        while True:
+            with ticks.changed:
+                covering = ticks.asked
+            started.update(_pair_waiting_jobs(partition, pool_id))
+            with ticks.changed:
+                ticks.covered = covering
+                ticks.changed.notify_all()
+                if ticks.asked == covering:
+                    ticks.running = False
+                    return started
+    except BaseException:
+        with ticks.changed:
+            ticks.running = False
+            ticks.changed.notify_all()
+        raise
+
+
+def _pair_waiting_jobs(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
     store = get_store()
     started = {}
     for _ in range(MAX_ROUNDS):
