@@ -1,37 +1,42 @@
 """One billing tick over 1,000 active pools: seconds per tick and storage requests per pool.
 
 Pools are created through the API (10 accounts x 100 pools of 2 VMs); the tick then runs in
-this process, with every HTTP request the storage SDK sends counted at its transport.
+this process, with every request the app's storage client sends counted.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from azure.core.pipeline.transport import RequestsTransport
-
 from common import Stack, use_storage
+
+from shared.rest import RestClient
 
 
 class RequestCounter:
+    """Counts every request the app's storage client sends while it is in use."""
+
     def __init__(self):
         self.count = 0
-        self._send = RequestsTransport.send
+        self._lock = threading.Lock()
+        self._request = RestClient.request
 
     def __enter__(self):
         counter = self
 
-        def counting_send(transport, request, **kwargs):
-            counter.count += 1
-            return counter._send(transport, request, **kwargs)
+        def counting_request(client, *args, **kwargs):
+            with counter._lock:
+                counter.count += 1
+            return counter._request(client, *args, **kwargs)
 
-        RequestsTransport.send = counting_send
+        RestClient.request = counting_request
         return self
 
     def __exit__(self, *_):
-        RequestsTransport.send = self._send
+        RestClient.request = self._request
 
 
 def make_pools(stack: Stack, accounts: int, pools_each: int) -> None:

@@ -49,6 +49,7 @@ class _PoolTicks:
         self.asked = 0
         self.covered = 0
         self.running = False
+        self.last_started: dict[str, tuple[str, dt.datetime]] = {}
 
 
 _pool_ticks: dict[tuple[str, str], _PoolTicks] = {}
@@ -58,7 +59,7 @@ WAIT_FOR_PASS_SECONDS = 30
 
 def tick(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
     """Start as many waiting jobs as the pool has idle VMs; returns job id -> (VM, start time)
-    of the jobs this call started (a call that another pass covered returns none)."""
+    of the jobs started by the pass that covered this call."""
     with _pool_ticks_lock:
         ticks = _pool_ticks.setdefault((partition, pool_id), _PoolTicks())
     with ticks.changed:
@@ -67,16 +68,18 @@ def tick(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
         while ticks.running and ticks.covered < wanted:
             ticks.changed.wait(WAIT_FOR_PASS_SECONDS)
         if ticks.covered >= wanted:
-            return {}
+            return dict(ticks.last_started)
         ticks.running = True
     started = {}
     try:
         while True:
             with ticks.changed:
                 covering = ticks.asked
-            started.update(_pair_waiting_jobs(partition, pool_id))
+            this_pass = _pair_waiting_jobs(partition, pool_id)
+            started.update(this_pass)
             with ticks.changed:
                 ticks.covered = covering
+                ticks.last_started = this_pass
                 ticks.changed.notify_all()
                 if ticks.asked == covering:
                     ticks.running = False

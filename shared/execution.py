@@ -260,7 +260,7 @@ def run_job(partition: str, job_id: str) -> None:
         log.info("run message skipped job=%s (ended, or a live runner holds it)", job_id)
         return
     log.info("run claimed job=%s pool=%s attempt=%s", job_id, run["PoolId"], run["Attempts"])
-    job = get_store().get(JOBS, run["JobPartition"], job_id)
+    job = run if run.get("Scorer") else get_store().get(JOBS, run["JobPartition"], job_id)
     started = time.monotonic()
     results = None
     try:
@@ -297,7 +297,8 @@ def run_job(partition: str, job_id: str) -> None:
 
 
 def _scorer_of(job: dict | None, run: dict) -> tuple[str, int]:
-    """The scorer and timeout the job was submitted with (its service's, for older job rows)."""
+    """The scorer and timeout the job was submitted with (its service's, for older rows);
+    `job` is the run row itself when it carries them."""
     if job is not None and job.get("Scorer"):
         return job["Scorer"], job.get("TimeoutSeconds") or services.DEFAULT_TIMEOUT_SECONDS
     service = services.get_service(run["SubscriptionId"], run["ServiceId"])

@@ -126,7 +126,9 @@ def _new_run(service: ServiceRef, job: dict, partition: str, pool_id: str) -> di
             "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.WAITING,
             "WaitKey": layout.wait_key(pool_id, job["StartRequestedAt"], job_id),
             "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": clock.utcnow(),
-            "BillingPlanId": job.get("BillingPlanId") or "", "Attempts": 0, "VmKey": "", "RunnerId": ""}
+            "BillingPlanId": job.get("BillingPlanId") or "", "Attempts": 0, "VmKey": "", "RunnerId": "",
+            # What the runner needs travels with the run, so running it reads no job row.
+            "Request": job["Request"], "Scorer": job.get("Scorer") or "", "TimeoutSeconds": job.get("TimeoutSeconds")}
 
 
 def start_job(service: ServiceRef, job_id: str) -> dict:
