@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
 import importlib
 import io
 import json
@@ -23,17 +24,17 @@ import time
 import uuid
 
 import pandas as pd
-from azure.core.exceptions import (AzureError, HttpResponseError, ResourceNotFoundError, ServiceRequestError,
-                                   ServiceResponseError)
-from azure.storage.blob import BlobBlock, ContentSettings
+from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from shared import bes, clock, dispatch, runs, services
 from shared.settings import get_settings
-from shared.storage import JOBS, POOLS, WriteConflict, blob_client, blob_endpoint, ensure_container, get_store
+from shared.storage import (JOBS, POOLS, BlobFile, WriteConflict, blob_endpoint, blob_file, ensure_container,
+                            get_store)
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 5.0  # at most; less when RUN_STALE_SECONDS is short
+CSV = "text/csv"
 FRESH_ENOUGH = 1.0
 
 
@@ -45,34 +46,12 @@ class RunLost(Exception):
     """The run was cancelled, ended or taken over by another runner: stop quietly."""
 
 
-class _BlobStream(io.RawIOBase):
-    """A readable file over a blob download, fetched chunk by chunk."""
-
-    def __init__(self, downloader):
-        self._chunks = downloader.chunks()
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
 class _BlockUpload:
     """An output blob written as staged blocks and committed at the end; an output of one
     chunk is written in one request instead (as atomic: a blob is replaced whole)."""
 
-    def __init__(self, client, attempt_id: str):
-        self.client = client
+    def __init__(self, blob: BlobFile, attempt_id: str):
+        self.blob = blob
         self.attempt_id = attempt_id
         self.blocks: list[str] = []
         self.first: bytes | None = None
@@ -89,15 +68,14 @@ class _BlockUpload:
     def _stage(self, data: bytes) -> None:
         # Block ids are unique per attempt, so a replaced runner's blocks never mix in.
         block_id = base64.b64encode(f"{self.attempt_id}-{len(self.blocks):06d}".encode()).decode()
-        self.client.stage_block(block_id, data)
+        self.blob.stage_block(block_id, data)
         self.blocks.append(block_id)
 
     def commit(self) -> None:
-        settings = ContentSettings(content_type="text/csv")
         if not self.blocks:
-            self.client.upload_blob(self.first or b"", overwrite=True, content_settings=settings)
-            return
-        self.client.commit_block_list([BlobBlock(block_id=b) for b in self.blocks], content_settings=settings)
+            self.blob.upload(self.first or b"", CSV)
+        else:
+            self.blob.commit_blocks(self.blocks, CSV)
 
 
 def load_scorer(reference: str):
@@ -120,18 +98,30 @@ def _frames_by_output(result, output_names: list[str]) -> dict[str, pd.DataFrame
 def score(request: bes.JobRequest, scorer, chunk_rows: int, attempt_id: str, checkpoint) -> dict:
     """Score the input blob into the output blobs; returns figures. `checkpoint()` is called
     between chunks and raises to stop the run."""
-    source = blob_client(request.input.connection_string, request.input.container, request.input.blob,
-                         request.input.base_location, request.input.sas_token)
-    try:
-        stream = io.BufferedReader(_BlobStream(source.download_blob()), buffer_size=1 << 20)
-    except ResourceNotFoundError:
-        raise JobFailed(f"input blob {request.input.container}/{request.input.blob} does not exist") from None
+    source = blob_file(request.input.connection_string, request.input.container, request.input.blob,
+                       request.input.base_location, request.input.sas_token).open_read()
+    if source is None:
+        raise JobFailed(f"input blob {request.input.container}/{request.input.blob} does not exist")
+    stream = io.BufferedReader(source, buffer_size=1 << 20)
     uploads = {}
     for name, location in request.outputs.items():
         if not location.uses_sas:
             ensure_container(location.connection_string, location.container)
-        uploads[name] = _BlockUpload(blob_client(location.connection_string, location.container, location.blob,
-                                                 location.base_location, location.sas_token), attempt_id)
+        uploads[name] = _BlockUpload(blob_file(location.connection_string, location.container, location.blob,
+                                               location.base_location, location.sas_token), attempt_id)
+    try:
+        rows = _score_chunks(stream, request, scorer, chunk_rows, uploads, checkpoint)
+    except (OSError, http.client.HTTPException) as error:
+        raise ServiceResponseError(f"reading the input blob was interrupted: {type(error).__name__}") from None
+    finally:
+        stream.close()
+    checkpoint()
+    for upload in uploads.values():
+        upload.commit()
+    return {"rows": rows}
+
+
+def _score_chunks(stream, request: bes.JobRequest, scorer, chunk_rows: int, uploads: dict, checkpoint) -> int:
     rows = 0
     try:
         reader = pd.read_csv(stream, chunksize=chunk_rows)
@@ -152,10 +142,7 @@ def score(request: bes.JobRequest, scorer, chunk_rows: int, attempt_id: str, che
         raise JobFailed("the input blob is empty: a CSV with a header row is needed") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise JobFailed(f"the input blob is not a readable CSV: {error}") from None
-    checkpoint()
-    for upload in uploads.values():
-        upload.commit()
-    return {"rows": rows}
+    return rows
 
 
 def _claim_runner(partition: str, job_id: str, runner_id: str, stale_seconds: int) -> dict | None:

@@ -1,12 +1,12 @@
-"""A small client for the Table and Queue REST APIs, over kept-alive HTTP connections.
+"""A small client for the Table, Queue and Blob REST APIs, over kept-alive HTTP connections.
 
 The app makes a few storage requests per job and runs many jobs per second on small
 machines, so the per-request cost matters: a request here is one signed HTTP exchange on a
 per-thread connection, with entities as plain JSON. Only `shared.storage` uses this module;
 it decides which writes are conditional, this module only carries them.
 
-Authentication: the account key (SharedKeyLite) or the connection string's shared access
-signature. Connection failures and 408/429/5xx answers are retried a few times with short
+Authentication: the account key (SharedKeyLite for tables, SharedKey for queues and blobs)
+or the connection string's shared access signature. Connection failures and 408/429/5xx answers are retried a few times with short
 back-off, as the Azure SDKs do.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
@@ -53,6 +53,7 @@ class StorageAccount:
     sas: str | None
     table_endpoint: str
     queue_endpoint: str
+    blob_endpoint: str
 
 
 def parse_connection_string(connection_string: str) -> StorageAccount:
@@ -66,11 +67,13 @@ def parse_connection_string(connection_string: str) -> StorageAccount:
     if fields.get("usedevelopmentstorage", "").lower() == "true":
         fields = {"accountname": "devstoreaccount1", "accountkey": DEVELOPMENT_KEY,
                   "tableendpoint": "http://127.0.0.1:10002/devstoreaccount1",
-                  "queueendpoint": "http://127.0.0.1:10001/devstoreaccount1"}
+                  "queueendpoint": "http://127.0.0.1:10001/devstoreaccount1",
+                  "blobendpoint": "http://127.0.0.1:10000/devstoreaccount1"}
     name = fields.get("accountname")
     sas = fields.get("sharedaccesssignature")
-    if not name and not sas:
-        raise ValueError("the storage connection string names no AccountName")
+    explicit = [fields[f"{service}endpoint"] for service in ("blob", "table", "queue") if fields.get(f"{service}endpoint")]
+    if not name and not explicit:
+        raise ValueError("the storage connection string names no AccountName and no endpoint")
     protocol = fields.get("defaultendpointsprotocol", "https")
     suffix = fields.get("endpointsuffix", "core.windows.net")
 
@@ -78,9 +81,16 @@ def parse_connection_string(connection_string: str) -> StorageAccount:
         return (fields.get(f"{service}endpoint") or f"{protocol}://{name}.{service}.{suffix}").rstrip("/")
 
     key = fields.get("accountkey")
-    return StorageAccount(name or urlsplit(endpoint("table")).hostname.split(".")[0],
+    return StorageAccount(name or (urlsplit(explicit[0]).hostname or "").split(".")[0],
                           base64.b64decode(key) if key else None, sas.lstrip("?") if sas else None,
-                          endpoint("table"), endpoint("queue"))
+                          endpoint("table"), endpoint("queue"), endpoint("blob"))
+
+
+def sas_account(blob_endpoint: str, sas_token: str) -> StorageAccount:
+    """An account known only by its blob endpoint and a shared access signature."""
+    endpoint = blob_endpoint.rstrip("/")
+    host = urlsplit(endpoint).hostname or ""
+    return StorageAccount(host.split(".")[0], None, sas_token.lstrip("?"), "", "", endpoint)
 
 
 # --- entities -------------------------------------------------------------------------------
@@ -230,8 +240,8 @@ def parse_batch_response(body: bytes, operations: int) -> tuple[int, list[str | 
 # --- transport ------------------------------------------------------------------------------
 
 class RestClient:
-    """Signed requests to one account's Table and Queue services, one connection per host
-    and thread."""
+    """Signed requests to one account's Table, Queue and Blob services, one connection per
+    host and thread."""
 
     def __init__(self, account: StorageAccount):
         self.account = account
@@ -243,28 +253,45 @@ class RestClient:
         if connection is None or fresh:
             if connection is not None:
                 connection.close()
-            kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            connection = kind(netloc, timeout=TIMEOUT_SECONDS)
+            connection = self._new_connection(scheme, netloc)
             connections[netloc] = connection
         return connection
 
-    def _sign(self, method: str, url, headers: dict, table: bool) -> None:
+    @staticmethod
+    def _new_connection(scheme: str, netloc: str) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        return kind(netloc, timeout=TIMEOUT_SECONDS)
+
+    def _sign(self, method: str, url, headers: dict, body: bytes | None, table: bool) -> None:
+        """SharedKeyLite for tables; SharedKey for queues and blobs."""
         resource = f"/{self.account.name}{url.path}"
         if table:
-            text = f"{headers['x-ms-date']}\n{resource}"
+            comp = re.search(r"(?:^|&)comp=([^&]*)", url.query or "")
+            text, scheme = f"{headers['x-ms-date']}\n{resource}" + (f"?comp={comp.group(1)}" if comp else ""), "SharedKeyLite"
         else:
             canonical = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()) if k.startswith("x-ms-"))
-            text = f"{method}\n\n{headers.get('Content-Type', '')}\n\n{canonical}{resource}"
-        comp = re.search(r"(?:^|&)comp=([^&]*)", url.query or "")
-        if comp:
-            text += f"?comp={comp.group(1)}"
+            query = "".join(f"\n{name.lower()}:{value}" for name, value in sorted(parse_qsl(url.query or "")))
+            length = str(len(body)) if body else ""
+            text = "\n".join([method, "", "", length, "", headers.get("Content-Type", ""), "", "",
+                               headers.get("If-Match", ""), "", "", headers.get("Range", "")])
+            text, scheme = f"{text}\n{canonical}{resource}{query}", "SharedKey"
         signature = base64.b64encode(hmac.new(self.account.key, text.encode("utf-8"), hashlib.sha256).digest())
-        headers["Authorization"] = f"SharedKeyLite {self.account.name}:{signature.decode('ascii')}"
+        headers["Authorization"] = f"{scheme} {self.account.name}:{signature.decode('ascii')}"
 
     def request(self, service: str, method: str, path: str, body: bytes | None = None,
                 headers: dict | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-        """Send one request to `table` or `queue` (path relative to the service endpoint)."""
-        base = self.account.table_endpoint if service == "table" else self.account.queue_endpoint
+        """Send one request to `table`, `queue` or `blob` (path relative to the endpoint)."""
+        return self._exchange(service, method, path, body, headers, stream=False)
+
+    def open(self, service: str, path: str, headers: dict | None = None):
+        """GET a resource to read as it arrives, on a connection of its own: (status, headers,
+        the response to read from when the status is below 300, else the error body)."""
+        return self._exchange(service, "GET", path, None, headers, stream=True)
+
+    def _exchange(self, service: str, method: str, path: str, body: bytes | None, headers: dict | None,
+                  stream: bool):
+        base = {"table": self.account.table_endpoint, "queue": self.account.queue_endpoint,
+                "blob": self.account.blob_endpoint}[service]
         if self.account.key is None and self.account.sas:
             path += ("&" if "?" in path else "?") + self.account.sas
         url = urlsplit(f"{base}/{path}")
@@ -276,14 +303,16 @@ class RestClient:
                 sent.setdefault("Accept", JSON_ACCEPT)
                 sent["DataServiceVersion"] = sent["MaxDataServiceVersion"] = "3.0;NetFx"
             if self.account.key is not None:
-                self._sign(method, url, sent, service == "table")
+                self._sign(method, url, sent, body, service == "table")
             try:
-                connection = self._connection(url.scheme, url.netloc, fresh=attempt > 0)
+                connection = (self._new_connection(url.scheme, url.netloc) if stream
+                              else self._connection(url.scheme, url.netloc, fresh=attempt > 0))
                 connection.request(method, target, body=body, headers=sent)
                 response = connection.getresponse()
-                data = response.read()
+                data = response if stream and response.status < 300 else response.read()
             except (OSError, http.client.HTTPException) as error:
-                self._connection(url.scheme, url.netloc, fresh=True)
+                if not stream:
+                    self._connection(url.scheme, url.netloc, fresh=True)
                 if attempt == RETRIES:
                     raise ServiceRequestError(f"storage unreachable: {type(error).__name__}") from None
                 time.sleep(0.05 * 2 ** attempt)

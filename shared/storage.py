@@ -1,5 +1,5 @@
-"""The only module that talks to storage: the app's tables and queues (over `shared.rest`)
-and customers' blobs (through the Azure SDK).
+"""The only module that talks to storage: the app's tables and queues and customers' blobs,
+over `shared.rest` (the Azure SDK only creates output containers).
 
 Writes that must not race are etag-conditional; a lost race raises `WriteConflict`, which
 operations retry through `retry_on_conflict` after reading fresh state. Several rows that
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import json
 import logging
 import random
@@ -19,12 +20,12 @@ from urllib.parse import quote
 from typing import Callable, Iterable, TypeVar
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ServiceRequestError
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 
 from shared.errors import Busy, StorageUnavailable
 from shared.rest import (BatchOperation, RestClient, Row, StorageRequestFailed, batch_body, bind_filter,
                          decode_entity, encode_entity, error_code, key_path, parse_batch_response,
-                         parse_connection_string)
+                         parse_connection_string, sas_account)
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -284,26 +285,67 @@ def storage_guard(call: Callable[[], T]) -> T:
         raise
 
 
-def blob_client(connection_string: str, container: str, blob: str, base_location: str | None = None,
-                sas_token: str | None = None) -> BlobClient:
-    """A client for a customer's blob: by BaseLocation + SAS token when given, else by
-    connection string. Building it does no I/O."""
+class BlobFile:
+    """A customer's blob, reached by connection string or by BaseLocation + SAS token. Building
+    one does no I/O; each method is one request."""
+
+    def __init__(self, client: RestClient, container: str, blob: str):
+        self._client = client
+        self._path = f"{quote(container)}/{quote(blob)}"
+
+    def _put(self, query: str, data: bytes, headers: dict) -> None:
+        status, response_headers, body = self._client.request("blob", "PUT", self._path + query, data, headers)
+        if status >= 300:
+            raise StorageRequestFailed(status, error_code(response_headers, body))
+
+    def open_read(self) -> io.RawIOBase | None:
+        """The blob's content to read as it arrives, or None if there is no such blob."""
+        status, headers, response = self._client.open("blob", self._path)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise StorageRequestFailed(status, error_code(headers, response))
+        return response
+
+    def upload(self, data: bytes, content_type: str) -> None:
+        """Write the whole blob in one request."""
+        self._put("", data, {"x-ms-blob-type": "BlockBlob", "x-ms-blob-content-type": content_type})
+
+    def stage_block(self, block_id: str, data: bytes) -> None:
+        self._put(f"?comp=block&blockid={quote(block_id, safe='')}", data, {})
+
+    def commit_blocks(self, block_ids: list[str], content_type: str) -> None:
+        """Make the staged blocks, in this order, the blob's content (replacing it whole)."""
+        listing = "".join(f"<Latest>{block_id}</Latest>" for block_id in block_ids)
+        self._put("?comp=blocklist", f'<?xml version="1.0" encoding="utf-8"?><BlockList>{listing}</BlockList>'
+                  .encode("utf-8"), {"Content-Type": "application/xml", "x-ms-blob-content-type": content_type})
+
+
+@functools.lru_cache(maxsize=64)
+def _blob_account_client(connection_string: str, base_location: str | None, sas_token: str | None) -> RestClient:
     if base_location and sas_token:
-        token = sas_token if sas_token.startswith("?") else f"?{sas_token}"
-        return BlobClient.from_blob_url(f"{base_location.rstrip('/')}/{container}/{quote(blob)}{token}")
-    return BlobClient.from_connection_string(connection_string, container, blob)
+        return RestClient(sas_account(base_location, sas_token))
+    return RestClient(parse_connection_string(connection_string))
+
+
+def blob_file(connection_string: str, container: str, blob: str, base_location: str | None = None,
+              sas_token: str | None = None) -> BlobFile:
+    """A customer's blob: by BaseLocation + SAS token when given, else by connection string."""
+    use_sas = bool(base_location and sas_token)
+    return BlobFile(_blob_account_client("" if use_sas else connection_string, base_location if use_sas else None,
+                                         sas_token if use_sas else None), container, blob)
 
 
 def blob_endpoint(connection_string: str, base_location: str | None = None, sas_token: str | None = None) -> str:
     """The blob service endpoint a location points at (no I/O)."""
     if base_location and sas_token:
         return base_location.rstrip("/") + "/"
-    return BlobServiceClient.from_connection_string(connection_string).url
+    return parse_connection_string(connection_string).blob_endpoint + "/"
 
 
 @functools.lru_cache(maxsize=1)
 def own_blob_endpoint() -> str:
-    return BlobServiceClient.from_connection_string(get_settings().queue_connection_string).url
+    return blob_endpoint(get_settings().queue_connection_string)
 
 
 _known_containers: set[tuple[str, str]] = set()

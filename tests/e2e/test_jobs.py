@@ -1,4 +1,5 @@
 """The BES job API end to end: pools run jobs at once or in FIFO order; classic jobs share."""
+import datetime as dt
 import io
 import time
 
@@ -48,6 +49,31 @@ def test_job_on_a_pool_with_a_free_vm_runs_at_once_and_scores(api, tenant, blobs
     assert scored["Scored Labels"].tolist() == expected["Scored Labels"].tolist()
     pool_after = api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()
     assert pool_after["VmCounts"]["Idle"] == 2 and pool_after["RunningJobs"] == 0
+
+
+def test_locations_by_base_location_and_sas_token(api, tenant, blobs):
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+    pool = ready_pool(api, tenant, 1, "sas-pool")
+    blobs.put("sas-data", "in.csv", census_csv(50, seed=7))
+    blobs.put("sas-data", "keep.txt", b"x")
+    token = generate_container_sas(blobs.service.account_name, "sas-data", blobs.service.credential.account_key,
+                                   permission=ContainerSasPermissions(read=True, write=True, create=True),
+                                   expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+
+    def by_sas(path: str) -> dict:
+        # The connection string carries no key: only the SAS token can grant access.
+        return {"ConnectionString": f"AccountName={blobs.service.account_name}", "BaseLocation": blobs.service.url,
+                "RelativeLocation": path, "SasBlobToken": f"?{token}"}
+
+    body = {"Inputs": {"input1": by_sas("sas-data/in.csv")}, "Outputs": {"output1": by_sas("sas-data/out.csv")},
+            "GlobalParameters": {}, "AzureBatchPoolId": pool}
+    job_id, _ = api.run_job(tenant.jobs, tenant.api_key, body)
+    done = api.wait_job(tenant.jobs, tenant.api_key, job_id)
+    assert done["StatusCode"] == "Finished", done
+    assert done["Results"]["output1"]["RelativeLocation"] == "sas-data/out.csv"
+    assert token not in str(done) and done["Results"]["output1"]["SasBlobToken"] is None
+    scored = pd.read_csv(io.BytesIO(blobs.get("sas-data", "out.csv")))
+    assert len(scored) == 50 and "Scored Labels" in scored.columns
 
 
 def test_waiting_jobs_start_in_fifo_order_one_vm_at_a_time(api, tenant, blobs, sample_input):

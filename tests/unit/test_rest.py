@@ -79,3 +79,14 @@ def test_transaction_answer_gives_etags_or_the_failure():
     failed = _answer('HTTP/1.1 412 Precondition Failed\r\nContent-Type: application/json\r\n\r\n'
                      '{"odata.error":{"code":"UpdateConditionNotSatisfied","message":{"value":"1:x"}}}')
     assert rest.parse_batch_response(failed, 2) == (412, [], "UpdateConditionNotSatisfied")
+
+
+def test_blob_endpoints_by_connection_string_and_by_sas():
+    assert rest.parse_connection_string("UseDevelopmentStorage=true").blob_endpoint == \
+        "http://127.0.0.1:10000/devstoreaccount1"
+    account = rest.parse_connection_string("AccountName=acct;AccountKey=a2V5")
+    assert account.blob_endpoint == "https://acct.blob.core.windows.net"
+    by_endpoint = rest.parse_connection_string("BlobEndpoint=https://files.example.net/")
+    assert (by_endpoint.name, by_endpoint.key, by_endpoint.blob_endpoint) == ("files", None, "https://files.example.net")
+    sas = rest.sas_account("https://acct.blob.core.windows.net/", "?sv=1&sig=x")
+    assert (sas.name, sas.key, sas.sas, sas.blob_endpoint) == ("acct", None, "sv=1&sig=x", "https://acct.blob.core.windows.net")
