@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import threading
+import time
 
 from shared import clock, layout, runs, vms
 from shared.storage import POOLS, WriteConflict, get_store
@@ -114,6 +115,8 @@ def _pair_waiting_jobs(partition: str, pool_id: str) -> dict[str, tuple[str, dt.
                 break
         if not lost_race:
             return started
+        # Another instance is claiming this pool's jobs: let it finish its round first.
+        time.sleep(random.uniform(0.002, 0.01))
     return started
 
 
