@@ -140,23 +140,24 @@ def start_job(service: ServiceRef, job_id: str) -> dict:
     store = get_store()
 
     def mark_started():
+        """The job row, and for a first start whether anyone waits and the pool's VMs."""
         job = _job_not_ended(service, job_id)
-        partition, pool_id = _placement(service, job)
         if job["Status"] != NOT_STARTED:
-            return job, None
+            return job, True, []
         if not job["PoolId"]:
             ensure_classic_pool()
+        partition, pool_id = _placement(service, job)
         job.update({"Status": STARTED, "StartRequestedAt": clock.utcnow()})
         _, heads, pool_vms = concurrently(
             lambda: store.replace(JOBS, job),
             lambda: store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=1),
             lambda: store.rows(POOLS, partition, layout.vm_prefix(pool_id)))
-        return job, (heads, pool_vms)
+        return job, bool(heads), pool_vms
 
-    job, first_look = retry_on_conflict(mark_started)
+    job, others_wait, pool_vms = retry_on_conflict(mark_started)
     partition, pool_id = _placement(service, job)
-    if first_look is not None and not first_look[0]:
-        started = dispatch.start_at_once(_new_run(service, job, partition, pool_id), first_look[1])
+    if not others_wait:
+        started = dispatch.start_at_once(_new_run(service, job, partition, pool_id), pool_vms)
         if started:
             return _running_view(job, *started)
     run = _new_run(service, job, partition, pool_id)
