@@ -7,6 +7,7 @@ While a started job waits or runs, its state lives in the pool partition's run r
 """
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import secrets as random_tokens
@@ -224,26 +225,16 @@ def _job_view(job: dict) -> dict:
             "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None, "Attempts": job.get("Attempts") or 0}
 
 
-def get_job(service: ServiceRef, job_id: str) -> dict:
-    job = _job(service, job_id)
+def _started_view(job: dict, run: dict, queue_position: int | None) -> dict:
+    """A started job as its run row tells it (the run row is the arbiter while it exists)."""
     view = _job_view(job)
-    if job["Status"] != STARTED:
-        return view
-    partition, pool_id = _placement(service, job)
-    run = runs.get_run(partition, job_id)
-    if run is None:
-        refreshed = _job(service, job_id)
-        if refreshed["Status"] != STARTED:
-            return get_job(service, job_id)
-        view.update({"StatusCode": NOT_STARTED, "Details": "start requested; call start again to complete it"})
-        return view
     view["StatusCode"] = NOT_STARTED if run["State"] == runs.WAITING else run["State"]
     view["StartTime"] = clock.iso(run.get("StartTime"))
     view["EndTime"] = clock.iso(run.get("EndTime"))
     view["Attempts"] = run.get("Attempts") or 0
     if run["State"] == runs.WAITING:
-        view["QueuePosition"] = dispatch.queue_position(partition, pool_id, run["WaitKey"])
-        view["Details"] = f"waiting for a free VM of pool {pool_id}" if job["PoolId"] else \
+        view["QueuePosition"] = queue_position
+        view["Details"] = f"waiting for a free VM of pool {job['PoolId']}" if job["PoolId"] else \
             "waiting for a slot of the shared classic environment"
     elif run["State"] == runs.RUNNING:
         view["Details"] = f"running on {run.get('VmId')}"
@@ -253,7 +244,78 @@ def get_job(service: ServiceRef, job_id: str) -> dict:
     return view
 
 
+def _half_started_view(service: ServiceRef, job: dict) -> dict:
+    """A Started job without a run row: it ended and was finalized meanwhile, or its start
+    stopped half way."""
+    refreshed = _job(service, job["RowKey"])
+    if refreshed["Status"] != STARTED:
+        return _job_view(refreshed)
+    return {**_job_view(job), "StatusCode": NOT_STARTED,
+            "Details": "start requested; call start again to complete it"}
+
+
+def get_job(service: ServiceRef, job_id: str) -> dict:
+    job = _job(service, job_id)
+    if job["Status"] != STARTED:
+        return _job_view(job)
+    partition, pool_id = _placement(service, job)
+    run = runs.get_run(partition, job_id)
+    if run is None:
+        return _half_started_view(service, job)
+    position = None
+    if run["State"] == runs.WAITING:
+        position = dispatch.queue_position(partition, pool_id, run["WaitKey"])
+    return _started_view(job, run, position)
+
+
+# What a listing reads of a job and of a run: never the stored request.
+_LISTED_JOB_FIELDS = ["RowKey", "Status", "PoolId", "CreatedAt", "StartTime", "EndTime", "Details", "Results",
+                      "Attempts"]
+_LISTED_RUN_FIELDS = ["RowKey", "State", "WaitKey", "VmId", "StartTime", "EndTime", "Details", "Results",
+                      "Attempts"]
+
+
+def _runs_of(service: ServiceRef, started: list[dict]) -> dict[str, dict]:
+    """The run rows of these started jobs by job id: one range read per partition, over the
+    span of their ids (job ids and run keys sort alike)."""
+    by_partition: dict[str, list[str]] = {}
+    for job in started:
+        by_partition.setdefault(_placement(service, job)[0], []).append(job["RowKey"])
+    store = get_store()
+    reads = [(lambda p=p, ids=ids: store.key_range(POOLS, p, layout.run_key(min(ids)), layout.run_key(max(ids)),
+                                                    _LISTED_RUN_FIELDS))
+             for p, ids in by_partition.items()]
+    wanted = {job["RowKey"] for job in started}
+    found = {}
+    for rows in concurrently(*reads):
+        for run in rows:
+            job_id = run["RowKey"][len(layout.RUN_PREFIX):]
+            if job_id in wanted:
+                found[job_id] = run
+    return found
+
+
+def _queue_positions(service: ServiceRef, waiting: list[tuple[dict, dict]]) -> dict[str, int]:
+    """1-based queue positions of waiting runs, by wait key: one read of each pool's wait keys
+    up to the last one asked about."""
+    by_pool: dict[tuple[str, str], list[str]] = {}
+    for job, run in waiting:
+        by_pool.setdefault(_placement(service, job), []).append(run["WaitKey"])
+    store = get_store()
+    pools = list(by_pool.items())
+    reads = [(lambda p=p, keys=keys: store.key_range(POOLS, p[0], layout.wait_prefix(p[1]), max(keys), ["RowKey"]))
+             for p, keys in pools]
+    positions = {}
+    for (_, keys), rows in zip(pools, concurrently(*reads)):
+        queue = [row["RowKey"] for row in rows]
+        for key in keys:
+            positions[key] = bisect.bisect_left(queue, key) + 1
+    return positions
+
+
 def list_jobs(service: ServiceRef, params) -> dict:
+    """A page of the service's jobs, newest first. It costs a fixed number of reads, not a
+    few per job: the page, the runs of its started jobs, and the queues they wait in."""
     top = params.get("$top", "50")
     if not top.isdigit() or not 1 <= int(top) <= MAX_PAGE:
         raise InvalidRequest(f"$top must be a whole number from 1 to {MAX_PAGE}", "InvalidValue")
@@ -261,10 +323,23 @@ def list_jobs(service: ServiceRef, params) -> dict:
     if after is not None and not is_valid_id(after):
         raise InvalidRequest("continuationToken is not one this service issued", "InvalidValue")
     rows = get_store().rows(JOBS, job_partition(service), "", after=after, limit=int(top) + 1,
-                            select=["RowKey"])
+                            select=_LISTED_JOB_FIELDS)
     page = rows[:int(top)]
-    jobs = [get_job(service, row["RowKey"]) for row in page]
-    return {"Jobs": jobs, "ContinuationToken": page[-1]["RowKey"] if len(rows) > int(top) else None}
+    started = [job for job in page if job["Status"] == STARTED]
+    run_of = _runs_of(service, started) if started else {}
+    waiting = [(job, run_of[job["RowKey"]]) for job in started
+               if job["RowKey"] in run_of and run_of[job["RowKey"]]["State"] == runs.WAITING]
+    positions = _queue_positions(service, waiting) if waiting else {}
+    views = []
+    for job in page:
+        run = run_of.get(job["RowKey"])
+        if job["Status"] != STARTED:
+            views.append(_job_view(job))
+        elif run is None:
+            views.append(_half_started_view(service, job))
+        else:
+            views.append(_started_view(job, run, positions.get(run.get("WaitKey"))))
+    return {"Jobs": views, "ContinuationToken": page[-1]["RowKey"] if len(rows) > int(top) else None}
 
 
 _classic_slots_ensured: set[int] = set()

@@ -130,6 +130,13 @@ class Store:
                 break
         return found
 
+    def key_range(self, table: str, partition: str, low: str, high: str,
+                  select: list[str] | None = None) -> list[dict]:
+        """Rows of a partition with low <= RowKey <= high, in key order."""
+        query = bind_filter("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+                            {"pk": partition, "low": low, "high": high})
+        return list(self._query(table, query, select))
+
     def count(self, table: str, partition: str, row_prefix: str, below: str | None = None) -> int:
         """How many rows of a partition start with `row_prefix` (and sort before `below`)."""
         query = bind_filter("PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",

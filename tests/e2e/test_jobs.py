@@ -210,10 +210,34 @@ def test_a_job_over_its_service_timeout_is_stopped(api, tenant_factory, blobs, s
 def test_list_jobs_newest_first_in_pages(api, tenant, blobs, sample_input):
     ids = [api.job(tenant.jobs, tenant.api_key, "POST", body=blobs.job_body(sample_input, "outputs/l.csv")).json()
            for _ in range(5)]
-    first = api.job(tenant.jobs, tenant.api_key, suffix="", version="2.0&$top=3" if False else "2.0")
+    whole = api.job(tenant.jobs, tenant.api_key)
+    assert whole.status_code == 200 and [j["JobId"] for j in whole.json()["Jobs"]] == ids[::-1]
     listed = api.call("GET", f"{tenant.jobs}?api-version=2.0&$top=3", key=tenant.api_key).json()
     assert [j["JobId"] for j in listed["Jobs"]] == ids[::-1][:3]
     rest = api.call("GET", f"{tenant.jobs}?api-version=2.0&$top=3&continuationToken={listed['ContinuationToken']}",
                     key=tenant.api_key).json()
     assert [j["JobId"] for j in rest["Jobs"]] == ids[::-1][3:] and rest["ContinuationToken"] is None
-    assert first.status_code == 200 and len(first.json()["Jobs"]) == 5
+
+
+def test_a_listed_job_reads_as_its_own_status_does(api, tenant, blobs, sample_input):
+    pool = ready_pool(api, tenant, 1)
+
+    def body():
+        return blobs.job_body(sample_input, f"outputs/{unique('listed')}.csv", pool, SecondsPerChunk=1)
+
+    running, _ = api.run_job(tenant.jobs, tenant.api_key, body())
+    first_waiting, _ = api.run_job(tenant.jobs, tenant.api_key, body())
+    second_waiting, _ = api.run_job(tenant.jobs, tenant.api_key, body())
+    not_started = api.job(tenant.jobs, tenant.api_key, "POST", body=body()).json()
+    cancelled = api.job(tenant.jobs, tenant.api_key, "POST", body=body()).json()
+    api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{cancelled}")
+    listed = {j["JobId"]: j for j in api.job(tenant.jobs, tenant.api_key).json()["Jobs"]}
+    one_by_one = {i: api.job(tenant.jobs, tenant.api_key, suffix=f"/{i}").json()
+                  for i in (running, first_waiting, second_waiting, not_started, cancelled)}
+    for job_id in (running, first_waiting, second_waiting):
+        api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{job_id}")
+    assert listed == one_by_one
+    assert [listed[i]["StatusCode"] for i in (running, first_waiting, second_waiting, not_started, cancelled)] \
+        == ["Running", "NotStarted", "NotStarted", "NotStarted", "Cancelled"]
+    assert [listed[i]["QueuePosition"] for i in (running, first_waiting, second_waiting, not_started)] \
+        == [None, 1, 2, None]
