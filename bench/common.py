@@ -33,7 +33,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def _median_and_p99(call, samples: int) -> dict:
+def median_and_p99(call, samples: int) -> dict:
     timings = []
     for _ in range(samples):
         started = time.perf_counter()
@@ -42,15 +42,20 @@ def _median_and_p99(call, samples: int) -> dict:
     return {"p50_ms": round(statistics.median(timings), 3), "p99_ms": round(percentile(timings, 0.99), 3)}
 
 
+def probe_store(connection_string: str):
+    """The app's storage client on a probe table of its own."""
+    from shared.storage import Store
+    return Store(connection_string, "benchprobe", connection_string)
+
+
 def table_op_latency(connection_string: str, samples: int = 300) -> dict:
     """Round trip of one Azurite table read (point get of a small row), in ms: through the
     app's own storage client (the reference), and through the Azure SDK for comparison."""
-    from shared.storage import Store
-    store = Store(connection_string, "benchprobe", connection_string)
+    store = probe_store(connection_string)
     store.upsert("Probe", {"PartitionKey": "p", "RowKey": "r", "Value": 1})
-    figures = _median_and_p99(lambda: store.get("Probe", "p", "r"), samples)
+    figures = median_and_p99(lambda: store.get("Probe", "p", "r"), samples)
     client = TableServiceClient.from_connection_string(connection_string).get_table_client("benchprobeProbe")
-    sdk = _median_and_p99(lambda: client.get_entity("p", "r"), samples)
+    sdk = median_and_p99(lambda: client.get_entity("p", "r"), samples)
     return {**figures, "sdk_p50_ms": sdk["p50_ms"], "sdk_p99_ms": sdk["p99_ms"]}
 
 
