@@ -34,8 +34,12 @@ def table(figures: dict) -> str:
         ("trivial jobs, 16-VM pool, 1 instance", f"{one['throughput']['jobs_per_second']} jobs/s"),
         ("trivial jobs, 16-VM pool, 4 instances", f"{four['throughput']['jobs_per_second']} jobs/s"),
     ]
-    for depth, line in figures["dispatch"].items():
+    for depth, line in figures["dispatch"]["by_waiting_jobs"].items():
         rows.append((f"dispatch per job, {int(depth):,} waiting, p50 / p99", f"{line['p50_ms']} / {line['p99_ms']} ms"))
+    history = figures["dispatch"].get("with_vm_history")
+    if history:
+        rows.append((f"dispatch per job, {history['waiting']} waiting, {history['deleted_vms']:,} deleted VMs, p50 / p99",
+                     f"{history['p50_ms']} / {history['p99_ms']} ms"))
     tick = figures["billing"]["ticks"][-1]
     rows.append((f"billing tick, {figures['billing']['pools']:,} pools",
                  f"{tick['seconds']} s, {tick['requests_per_pool']} storage requests per pool"))

@@ -36,8 +36,12 @@ def pair_idle_vms(pool_vms: list[dict], heads: list[dict], now: dt.datetime) -> 
     return list(zip(idle_vms(pool_vms, now), heads))
 
 
-def idle_count(pool_vms: list[dict], now: dt.datetime) -> int:
-    return sum(1 for vm in pool_vms if vms.state_of(vm, now) == vms.IDLE)
+def live_vms(partition: str, pool_id: str) -> list[dict]:
+    """The pool's VMs that are not deleted: all that dispatch looks at. Deleted VMs keep their
+    rows for billing, so a pool with a long resize history would otherwise make every claim
+    read them all."""
+    return get_store().rows(POOLS, partition, layout.vm_prefix(pool_id), condition="State ne @deleted",
+                            parameters={"deleted": vms.DELETED})
 
 
 class _PoolTicks:
@@ -100,7 +104,7 @@ def _pair_waiting_jobs(partition: str, pool_id: str) -> dict[str, tuple[str, dt.
         if not heads:
             return started
         now = clock.utcnow()
-        pool_vms = store.rows(POOLS, partition, layout.vm_prefix(pool_id))
+        pool_vms = live_vms(partition, pool_id)
         pairs = pair_idle_vms(pool_vms, heads, now)
         if not pairs:
             if not any(vms.is_live(vm) for vm in pool_vms):

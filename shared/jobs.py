@@ -152,7 +152,7 @@ def start_job(service: ServiceRef, job_id: str) -> dict:
         _, heads, pool_vms = concurrently(
             lambda: store.replace(JOBS, job),
             lambda: store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=1),
-            lambda: store.rows(POOLS, partition, layout.vm_prefix(pool_id)))
+            lambda: dispatch.live_vms(partition, pool_id))
         return job, bool(heads), pool_vms
 
     job, others_wait, pool_vms = retry_on_conflict(mark_started)

@@ -117,12 +117,16 @@ class Store:
                 next_keys += f"&NextRowKey={quote(row)}"
 
     def rows(self, table: str, partition: str, row_prefix: str, after: str | None = None,
-             limit: int | None = None, select: list[str] | None = None) -> list[dict]:
+             limit: int | None = None, select: list[str] | None = None, condition: str = "",
+             parameters: dict | None = None) -> list[dict]:
         """Rows of a partition whose RowKey starts with `row_prefix`, in key order (a range
-        read: it costs what it returns, never a scan), optionally only those after a key."""
+        read: it costs what it returns, never a scan), optionally only those after a key and
+        only those meeting a condition on their properties (checked by the service)."""
         low = "gt" if after is not None else "ge"
-        query = bind_filter(f"PartitionKey eq @pk and RowKey {low} @low and RowKey lt @high",
-                            {"pk": partition, "low": after or row_prefix, "high": _upper_bound(row_prefix)})
+        query = bind_filter(f"PartitionKey eq @pk and RowKey {low} @low and RowKey lt @high"
+                            + (f" and {condition}" if condition else ""),
+                            {**(parameters or {}), "pk": partition, "low": after or row_prefix,
+                             "high": _upper_bound(row_prefix)})
         found = []
         for entity in self._query(table, query, select, limit):
             found.append(entity)

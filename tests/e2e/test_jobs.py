@@ -180,6 +180,24 @@ def test_shrinking_drains_the_busy_vm_after_its_job(api, tenant, blobs, sample_i
     assert after["Vms"][0]["State"] == "Deleted" and after["Vms"][0]["DeletedAt"] >= after["Vms"][0]["ProvisionedAt"]
 
 
+def test_a_pool_grown_again_runs_jobs_on_its_new_vms_only(api, tenant, blobs, sample_input):
+    pool = ready_pool(api, tenant, 2)
+    api.call("POST", f"{tenant.pools}/{pool}/resize", {"VmCount": 0}, key=tenant.primary)
+    api.call("POST", f"{tenant.pools}/{pool}/resize", {"VmCount": 2}, key=tenant.primary)
+    wait_for(lambda: api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()["VmCounts"]["Idle"] == 2,
+             timeout=VM_PROVISIONING_SECONDS + 15)
+    vms = api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()["Vms"]
+    deleted = {vm["VmId"] for vm in vms if vm["State"] == "Deleted"}
+    assert len(deleted) == 2 and len(vms) == 4
+    started = [api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
+        sample_input, f"outputs/{unique('regrown')}.csv", pool, SecondsPerChunk=0.2))[1] for _ in range(3)]
+    assert [s["StatusCode"] for s in started] == ["Running", "Running", "NotStarted"]
+    used = {s["Details"].removeprefix("running on ") for s in started[:2]}
+    assert len(used) == 2 and not used & deleted
+    finals = [api.wait_job(tenant.jobs, tenant.api_key, s["JobId"]) for s in started]
+    assert all(f["StatusCode"] == "Finished" for f in finals)
+
+
 def test_failures_end_the_job_failed_with_details(api, tenant, blobs, sample_input):
     pool = ready_pool(api, tenant, 1)
     missing, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body("inputs/no-such.csv", "outputs/n.csv", pool))
