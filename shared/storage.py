@@ -120,8 +120,8 @@ class Store:
              limit: int | None = None, select: list[str] | None = None, condition: str = "",
              parameters: dict | None = None) -> list[dict]:
         """Rows of a partition whose RowKey starts with `row_prefix`, in key order (a range
-        read: it costs what it returns, never a scan), optionally only those after a key and
-        only those meeting a condition on their properties (checked by the service)."""
+        read within the partition, never a table scan), optionally only those after a key and
+        only those meeting a condition on their properties (the service skips the others)."""
         low = "gt" if after is not None else "ge"
         query = bind_filter(f"PartitionKey eq @pk and RowKey {low} @low and RowKey lt @high"
                             + (f" and {condition}" if condition else ""),
