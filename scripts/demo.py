@@ -2,8 +2,9 @@
 
 An operator creates an account and a New web service; the pool owner creates a pool of 2
 VMs; a consumer submits 5 scoring jobs on generated Adult Census data: two run at once,
-three wait and then run in the order they were started; every output is checked; the pool
-is resized to zero, and the figures are printed.
+three wait and then run in the order they were started; every output is read back through
+the token its job's Results carry, as a BES client would; the pool is resized to zero, and
+the figures are printed.
 """
 from __future__ import annotations
 
@@ -96,12 +97,16 @@ class Demo:
             time.sleep(0.3)
 
         order = sorted(ids, key=lambda j: finals[j]["StartTime"])
-        for index in range(len(ids)):
-            output = container.get_blob_client(f"scored-{index}.csv").download_blob().readall()
-            scored = pd.read_csv(io.BytesIO(output))
+        for index, job_id in enumerate(ids):
+            # As a BES client reads an output: BaseLocation + RelativeLocation + SasBlobToken.
+            result = finals[job_id]["Results"]["output1"]
+            output = requests.get(result["BaseLocation"] + result["RelativeLocation"] + result["SasBlobToken"],
+                                  timeout=60)
+            output.raise_for_status()
+            scored = pd.read_csv(io.BytesIO(output.content))
             assert len(scored) == rows and "Scored Labels" in scored.columns, f"output of job {index + 1} is wrong"
-        self.say(f"all {jobs} outputs present, {rows} scored rows each; jobs started in order "
-                 f"{[ids.index(j) + 1 for j in order]}")
+        self.say(f"all {jobs} outputs read back through their result tokens, {rows} scored rows each; "
+                 f"jobs started in order {[ids.index(j) + 1 for j in order]}")
         resized = self.call("POST", f"{pools}/nightly/resize", {"VmCount": 0}, key=key)
         self.say(f"pool nightly resized to 0: {resized['ComputeSeconds']} VM-seconds = "
                  f"{resized['ComputeHours']} compute hours billed to plan-demo")

@@ -17,8 +17,8 @@ from shared.pools import vm_operations
 from shared.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from shared.services import ServiceRef
 from shared.settings import get_settings
-from shared.storage import (JOBS, POOLS, WriteConflict, blob_endpoint, concurrently, get_store, own_blob_endpoint,
-                            retry_on_conflict)
+from shared.storage import (JOBS, POOLS, WriteConflict, blob_endpoint, blob_read_token, concurrently, get_store,
+                            own_blob_endpoint, retry_on_conflict)
 from shared.validation import is_valid_id
 
 log = logging.getLogger(__name__)
@@ -213,13 +213,25 @@ def cancel_job(service: ServiceRef, job_id: str) -> dict:
     return get_job(service, job_id)
 
 
-def _results(stored_results: str) -> dict | None:
+def _results(stored_results: str | None, stored_request: str | None) -> dict | None:
+    """Where each output was written, as BES shows it: the blob endpoint, container/path and a
+    token that reads that one blob, made for this answer (never a token or connection string
+    the caller sent: "" when the output was given by SAS token, which the caller holds)."""
     results = json.loads(stored_results or "{}")
-    return results or None
+    if not results:
+        return None
+    outputs = bes.request_from_stored(json.loads(stored_request)).outputs if stored_request else {}
+    now, hours = clock.utcnow(), get_settings().result_sas_hours
+    for name, shown in results.items():
+        location = outputs.get(name)
+        shown["SasBlobToken"] = "" if location is None or location.uses_sas else blob_read_token(
+            location.connection_string, location.container, location.blob, now, hours)
+    return results
 
 
 def _job_view(job: dict) -> dict:
-    return {"JobId": job["RowKey"], "StatusCode": job["Status"], "Results": _results(job.get("Results")),
+    return {"JobId": job["RowKey"], "StatusCode": job["Status"],
+            "Results": _results(job.get("Results"), job.get("Request")),
             "Details": job.get("Details") or None, "CreatedAt": clock.iso(job["CreatedAt"]),
             "StartTime": clock.iso(job.get("StartTime")), "EndTime": clock.iso(job.get("EndTime")),
             "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None, "Attempts": job.get("Attempts") or 0}
@@ -240,7 +252,7 @@ def _started_view(job: dict, run: dict, queue_position: int | None) -> dict:
         view["Details"] = f"running on {run.get('VmId')}"
     else:
         view["Details"] = run.get("Details") or None
-        view["Results"] = _results(run.get("Results"))
+        view["Results"] = _results(run.get("Results"), job.get("Request"))
     return view
 
 
@@ -268,9 +280,9 @@ def get_job(service: ServiceRef, job_id: str) -> dict:
     return _started_view(job, run, position)
 
 
-# What a listing reads of a job and of a run: never the stored request.
+# What a listing reads of a job (the request signs its outputs' read tokens) and of a run.
 _LISTED_JOB_FIELDS = ["RowKey", "Status", "PoolId", "CreatedAt", "StartTime", "EndTime", "Details", "Results",
-                      "Attempts"]
+                      "Attempts", "Request"]
 _LISTED_RUN_FIELDS = ["RowKey", "State", "WaitKey", "VmId", "StartTime", "EndTime", "Details", "Results",
                       "Attempts"]
 

@@ -34,6 +34,7 @@ class Settings:
     blob_host_allowlist: tuple[str, ...]
     run_stale_seconds: int
     scoring_chunk_rows: int
+    result_sas_hours: int
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,4 +59,5 @@ def get_settings() -> Settings:
             "BLOB_HOST_ALLOWLIST", "*.blob.core.windows.net").split(",") if p.strip()),
         run_stale_seconds=_int_setting("RUN_STALE_SECONDS", 60, 2, 3600),
         scoring_chunk_rows=_int_setting("SCORING_CHUNK_ROWS", 50000, 100, 1000000),
+        result_sas_hours=_int_setting("RESULT_SAS_HOURS", 24, 1, 168),
     )

@@ -8,6 +8,7 @@ must change together share a partition and go in one entity-group transaction.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import functools
 import io
 import json
@@ -20,7 +21,7 @@ from urllib.parse import quote
 from typing import Callable, Iterable, TypeVar
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ServiceRequestError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobSasPermissions, ContainerClient, generate_blob_sas
 
 from shared.errors import Busy, StorageUnavailable
 from shared.rest import (BatchOperation, RestClient, Row, StorageRequestFailed, batch_body, bind_filter,
@@ -345,6 +346,22 @@ def blob_file(connection_string: str, container: str, blob: str, base_location: 
     use_sas = bool(base_location and sas_token)
     return BlobFile(_blob_account_client("" if use_sas else connection_string, base_location if use_sas else None,
                                          sas_token if use_sas else None), container, blob)
+
+
+SAS_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def blob_read_token(connection_string: str, container: str, blob: str, now: dt.datetime, hours: int) -> str:
+    """A shared access signature (`?sv=...`) that lets its holder read this one blob, and do
+    nothing else, for `hours` (valid from a few minutes before `now`, for clock skew); "" when
+    the connection string carries no account key to sign with. No I/O."""
+    account = parse_connection_string(connection_string)
+    if account.key is None:
+        return ""
+    token = generate_blob_sas(account.name, container, blob, account_key=base64.b64encode(account.key).decode(),
+                              permission=BlobSasPermissions(read=True), start=now - SAS_CLOCK_SKEW,
+                              expiry=now + dt.timedelta(hours=hours))
+    return f"?{token}"
 
 
 def blob_endpoint(connection_string: str, base_location: str | None = None, sas_token: str | None = None) -> str:

@@ -92,6 +92,12 @@ def send_run_message(emulator, queue: str, partition: str, job_id: str) -> None:
         base64.b64encode(payload).decode())
 
 
+def without_read_tokens(job: dict) -> dict:
+    """The job as it stands: each answer makes its own read tokens for the outputs."""
+    results = {name: {**shown, "SasBlobToken": None} for name, shown in (job["Results"] or {}).items()}
+    return {**job, "Results": results}
+
+
 def test_a_run_message_delivered_twice_runs_the_job_once(cluster):
     api, blobs, host, log_path, emulator = cluster
     tenant = make_tenant(api)
@@ -106,7 +112,7 @@ def test_a_run_message_delivered_twice_runs_the_job_once(cluster):
     send_run_message(emulator, "run-job", tenant.subscription_id, job_id)
     time.sleep(2)
     again = api.job(tenant.jobs, tenant.api_key, suffix=f"/{job_id}").json()
-    assert again == done
+    assert without_read_tokens(again) == without_read_tokens(done)
     assert len(re.findall(rf"run claimed job={job_id} ", log_path.read_text())) == 1
 
 

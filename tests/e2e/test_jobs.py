@@ -5,6 +5,7 @@ import time
 
 import pandas as pd
 import pytest
+import requests
 
 from samples import census
 from tests.e2e.conftest import VM_PROVISIONING_SECONDS
@@ -40,7 +41,7 @@ def test_job_on_a_pool_with_a_free_vm_runs_at_once_and_scores(api, tenant, blobs
     assert done["StatusCode"] == "Finished", done
     assert done["CreatedAt"] <= done["StartTime"] <= done["EndTime"]
     assert done["Results"]["output1"]["RelativeLocation"] == output
-    assert done["Results"]["output1"]["SasBlobToken"] is None
+    assert done["Results"]["output1"]["ConnectionString"] is None
     scored = pd.read_csv(io.BytesIO(blobs.get(*output.split("/", 1))))
     original = pd.read_csv(io.BytesIO(blobs.get(*sample_input.split("/", 1))))
     assert len(scored) == len(original) == 1000
@@ -49,6 +50,23 @@ def test_job_on_a_pool_with_a_free_vm_runs_at_once_and_scores(api, tenant, blobs
     assert scored["Scored Labels"].tolist() == expected["Scored Labels"].tolist()
     pool_after = api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()
     assert pool_after["VmCounts"]["Idle"] == 2 and pool_after["RunningJobs"] == 0
+
+
+def test_results_carry_a_token_that_reads_only_that_output(api, tenant, blobs, sample_input):
+    """As a BES client reads its outputs: BaseLocation + RelativeLocation + SasBlobToken."""
+    pool = ready_pool(api, tenant, 1)
+    output = f"outputs/{unique('read-back')}.csv"
+    job_id, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(sample_input, output, pool))
+    result = api.wait_job(tenant.jobs, tenant.api_key, job_id)["Results"]["output1"]
+    url = result["BaseLocation"] + result["RelativeLocation"] + result["SasBlobToken"]
+    assert "sp=r&" in result["SasBlobToken"] and "sr=b&" in result["SasBlobToken"]
+    assert requests.get(url, timeout=10).content == blobs.get(*output.split("/", 1))
+    assert requests.put(url, data=b"x", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10).status_code == 403
+    other = result["BaseLocation"] + sample_input + result["SasBlobToken"]
+    assert requests.get(other, timeout=10).status_code == 403
+    listed = api.job(tenant.jobs, tenant.api_key).json()["Jobs"][0]["Results"]["output1"]
+    assert requests.get(listed["BaseLocation"] + listed["RelativeLocation"] + listed["SasBlobToken"],
+                        timeout=10).status_code == 200
 
 
 def test_locations_by_base_location_and_sas_token(api, tenant, blobs):
@@ -71,7 +89,8 @@ def test_locations_by_base_location_and_sas_token(api, tenant, blobs):
     done = api.wait_job(tenant.jobs, tenant.api_key, job_id)
     assert done["StatusCode"] == "Finished", done
     assert done["Results"]["output1"]["RelativeLocation"] == "sas-data/out.csv"
-    assert token not in str(done) and done["Results"]["output1"]["SasBlobToken"] is None
+    # The caller holds its own token: the answer neither repeats it nor can sign another.
+    assert token not in str(done) and done["Results"]["output1"]["SasBlobToken"] == ""
     scored = pd.read_csv(io.BytesIO(blobs.get("sas-data", "out.csv")))
     assert len(scored) == 50 and "Scored Labels" in scored.columns
 

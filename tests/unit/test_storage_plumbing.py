@@ -1,12 +1,16 @@
-"""Storage plumbing without storage: overlapping calls, output uploads, and how failures the
-REST client reports are classified."""
+"""Storage plumbing without storage: overlapping calls, output uploads, result read tokens,
+and how failures the REST client reports are classified."""
+import datetime as dt
 import threading
+from urllib.parse import parse_qs
 
 import pytest
 
 from shared import execution
-from shared.rest import StorageRequestFailed
-from shared.storage import concurrently
+from shared.rest import DEVELOPMENT_KEY, StorageRequestFailed
+from shared.storage import blob_read_token, concurrently
+
+NOON = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
 
 
 def test_concurrently_keeps_order_and_overlaps():
@@ -119,3 +123,16 @@ def test_ticks_of_one_pool_coalesce_and_every_caller_is_covered(monkeypatch):
     assert len(passes) == 2 and not any(overlapped)
     assert results["first"] == {"job-1": ("vm", None), "job-2": ("vm", None)}
     assert all(results[i] == {"job-2": ("vm", None)} for i in range(5))
+
+
+def test_a_result_token_reads_one_blob_for_the_hours_asked():
+    token = blob_read_token("UseDevelopmentStorage=true", "out", "a/b.csv", NOON, 24)
+    fields = {k: v[0] for k, v in parse_qs(token.lstrip("?")).items()}
+    assert token.startswith("?") and fields["sp"] == "r" and fields["sr"] == "b"
+    assert fields["st"] == "2026-11-26T11:55:00Z" and fields["se"] == "2026-11-27T12:00:00Z"
+    assert DEVELOPMENT_KEY not in token
+    assert blob_read_token("UseDevelopmentStorage=true", "out", "other.csv", NOON, 24) != token
+
+
+def test_no_result_token_without_an_account_key():
+    assert blob_read_token("AccountName=acct;SharedAccessSignature=sv=1&sig=x", "out", "b.csv", NOON, 24) == ""
