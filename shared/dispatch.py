@@ -190,11 +190,6 @@ def waiting_count(partition: str, pool_id: str) -> int:
     return get_store().count(POOLS, partition, layout.wait_prefix(pool_id))
 
 
-def queue_position(partition: str, pool_id: str, wait_key: str) -> int:
-    """1-based place in the pool's queue: the waiting jobs started before this one, plus one."""
-    return get_store().count(POOLS, partition, layout.wait_prefix(pool_id), below=wait_key) + 1
-
-
 def cancel_waiting(partition: str, pool_id: str, reason: str) -> int:
     """End the pool's waiting jobs Cancelled (up to a batch; more are left to the next tick)."""
     store = get_store()

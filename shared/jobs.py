@@ -270,19 +270,16 @@ def get_job(service: ServiceRef, job_id: str) -> dict:
     job = _job(service, job_id)
     if job["Status"] != STARTED:
         return _job_view(job)
-    partition, pool_id = _placement(service, job)
-    run = runs.get_run(partition, job_id)
+    run = runs.get_run(_placement(service, job)[0], job_id)
     if run is None:
         return _half_started_view(service, job)
     position = None
     if run["State"] == runs.WAITING:
-        position = dispatch.queue_position(partition, pool_id, run["WaitKey"])
+        position = _queue_positions(service, [(job, run)])[run["WaitKey"]]
     return _started_view(job, run, position)
 
 
-# What a listing reads of a job (the request signs its outputs' read tokens) and of a run.
-_LISTED_JOB_FIELDS = ["RowKey", "Status", "PoolId", "CreatedAt", "StartTime", "EndTime", "Details", "Results",
-                      "Attempts", "Request"]
+# What a listing reads of a run: never its copy of the request.
 _LISTED_RUN_FIELDS = ["RowKey", "State", "WaitKey", "VmId", "StartTime", "EndTime", "Details", "Results",
                       "Attempts"]
 
@@ -334,8 +331,7 @@ def list_jobs(service: ServiceRef, params) -> dict:
     after = params.get("continuationToken")
     if after is not None and not is_valid_id(after):
         raise InvalidRequest("continuationToken is not one this service issued", "InvalidValue")
-    rows = get_store().rows(JOBS, job_partition(service), "", after=after, limit=int(top) + 1,
-                            select=_LISTED_JOB_FIELDS)
+    rows = get_store().rows(JOBS, job_partition(service), "", after=after, limit=int(top) + 1)
     page = rows[:int(top)]
     started = [job for job in page if job["Status"] == STARTED]
     run_of = _runs_of(service, started) if started else {}

@@ -142,10 +142,10 @@ class Store:
                             {"pk": partition, "low": low, "high": high})
         return list(self._query(table, query, select))
 
-    def count(self, table: str, partition: str, row_prefix: str, below: str | None = None) -> int:
-        """How many rows of a partition start with `row_prefix` (and sort before `below`)."""
+    def count(self, table: str, partition: str, row_prefix: str) -> int:
+        """How many rows of a partition start with `row_prefix`."""
         query = bind_filter("PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
-                            {"pk": partition, "low": row_prefix, "high": below or _upper_bound(row_prefix)})
+                            {"pk": partition, "low": row_prefix, "high": _upper_bound(row_prefix)})
         return sum(1 for _ in self._query(table, query, ["RowKey"]))
 
     def scan(self, table: str, row_prefix: str, condition: str = "", parameters: dict | None = None) -> list[dict]:
