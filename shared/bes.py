@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidRequest
+from shared.storage.connections import InvalidConnection
+from shared.storage.connections import parse_connection_string as account_of_connection_string
 from shared.validation import is_valid_id, only_fields
 
 CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
@@ -80,6 +82,10 @@ def parse_location(value, where: str) -> Location:
     if not has_account:
         raise InvalidRequest(f"{where}.ConnectionString names no storage account (AccountName or BlobEndpoint)",
                              "InvalidLocation")
+    try:
+        account_of_connection_string(connection)
+    except InvalidConnection as error:
+        raise InvalidRequest(f"{where}.ConnectionString: {error}", "InvalidLocation") from None
     if base and urlsplit(base).scheme not in ("http", "https"):
         raise InvalidRequest(f"{where}.BaseLocation must be an http(s) URL", "InvalidLocation")
     if sas and not base:

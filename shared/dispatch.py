@@ -16,7 +16,7 @@ import threading
 import time
 
 from shared import clock, layout, runs, vms
-from shared.storage import POOLS, WriteConflict, get_store
+from shared.storage import POOLS, WriteConflict, get_queues, get_store
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def start_at_once(run: dict, pool_vms: list[dict]) -> tuple[str, dt.datetime] | 
 
 
 def _announce_start(partition: str, job_id: str, pool_id: str, vm_id: str) -> None:
-    get_store().send(RUN_QUEUE, {"Partition": partition, "JobId": job_id})
+    get_queues().send(RUN_QUEUE, {"Partition": partition, "JobId": job_id})
     log.info("job started job=%s pool=%s vm=%s", job_id, pool_id, vm_id)
 
 
@@ -182,7 +182,7 @@ def job_of_message(body: bytes) -> tuple[str, str]:
 
 def tick_later(partition: str, pool_id: str, delay_seconds: int = 0) -> None:
     """Ask a ScheduleTick to look at the pool (after the delay, e.g. when new VMs are ready)."""
-    get_store().send(TICK_QUEUE, {"Partition": partition, "PoolId": pool_id},
+    get_queues().send(TICK_QUEUE, {"Partition": partition, "PoolId": pool_id},
                      delay_seconds=delay_seconds + 1 if delay_seconds else 0)
 
 

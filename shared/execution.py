@@ -1,41 +1,48 @@
-"""Running a started job: read its input blob in chunks, score each chunk with the
-service's scorer, stream the outputs to their blobs, then end the job.
+"""Running a started job in slices: each invocation of RunJob scores the input from where
+the last one stopped, for at most RUN_SLICE_SECONDS, checkpoints, and hands on to a new run
+message; the last slice commits the outputs and ends the job.
 
-Memory stays flat whatever the input's size: the input is read a chunk of rows at a time
-and each output chunk is uploaded as a staged block, committed only when every chunk is
-done (so a failed run leaves no half-written output).
-
-One runner at a time: the runner marks the run row with its id and a heartbeat, renewed
-between chunks. A second delivery of the same run message finds a live runner and leaves;
-if a runner dies, its heartbeat goes stale and the sweeper sends the message again, and the
-next runner takes over (the job's Attempts count shows it). A cancel shows up at the next
-heartbeat, and the runner stops.
+* Memory stays flat: the input is read as it arrives and cut into chunks of whole records
+  (`shared.records`); each chunk's output is staged as a block of its output blob.
+* Checkpoint (on the run row, after a slice): the input offset, the header row, rows scored
+  and how many blocks each output has staged. Block ids follow from the job, the output and
+  the block's number, so a resumed slice re-stages at most the chunks after the checkpoint
+  and the committed blob is the same as an uninterrupted run's.
+* One runner at a time: claiming the run row (etag-conditional) marks it with the runner's
+  id; a heartbeat thread renews it whatever the scorer is doing, so a slow chunk is never
+  taken over while its runner lives. A runner that died leaves a stale heartbeat; the sweeper
+  re-sends the message and the next runner resumes from the checkpoint (Attempts counts it).
+* Fenced commits: before any output becomes visible, the runner marks the run row
+  `Committing` with a conditional write. A cancel or timeout that changed the row first makes
+  that write fail, and nothing is committed; once it succeeded, the job finishes.
+* TimeoutSeconds counts from the job's first start, across slices and attempts; past it the
+  job ends Failed and its VM is freed, even while a chunk is still being scored.
 """
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import http.client
 import importlib
 import io
 import json
 import logging
+import threading
 import time
 import uuid
 
 import pandas as pd
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from shared import bes, clock, dispatch, runs, services
+from shared import bes, clock, dispatch, records, runs, services
 from shared.settings import get_settings
 from shared.storage import (JOBS, POOLS, BlobFile, WriteConflict, blob_endpoint, blob_file, ensure_container,
-                            get_store)
+                            get_queues, get_store, location_account)
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 5.0  # at most; less when RUN_STALE_SECONDS is short
 CSV = "text/csv"
-FRESH_ENOUGH = 1.0
+MAX_HEADER_BYTES = 32 * 1024  # kept in the checkpoint; a table property holds at most 64 KiB
 
 
 class JobFailed(Exception):
@@ -43,39 +50,50 @@ class JobFailed(Exception):
 
 
 class RunLost(Exception):
-    """The run was cancelled, ended or taken over by another runner: stop quietly."""
+    """The run was cancelled, ended, timed out or taken over: stop quietly."""
 
 
-class _BlockUpload:
-    """An output blob written as staged blocks and committed at the end; an output of one
-    chunk is written in one request instead (as atomic: a blob is replaced whole)."""
+def block_id(job_id: str, output_index: int, number: int) -> str:
+    """The id of an output's block: the same for the same chunk in every attempt."""
+    return base64.b64encode(f"{number:08d}-{output_index:03d}-{job_id}".encode()).decode()
 
-    def __init__(self, blob: BlobFile, attempt_id: str):
+
+class _Output:
+    """One output blob: its staged blocks so far. A job whose output is one chunk writes it
+    in one request at commit instead (as atomic: a blob is replaced whole)."""
+
+    def __init__(self, blob: BlobFile, job_id: str, index: int, staged: int):
         self.blob = blob
-        self.attempt_id = attempt_id
-        self.blocks: list[str] = []
-        self.first: bytes | None = None
+        self.job_id = job_id
+        self.index = index
+        self.staged = staged
+        self.held: bytes | None = None
 
-    def write(self, data: bytes) -> None:
-        if self.first is None and not self.blocks:
-            self.first = data
+    def write(self, data: bytes, may_hold: bool) -> None:
+        if not data:
             return
-        if self.first is not None:
-            self._stage(self.first)
-            self.first = None
+        if may_hold and self.staged == 0 and self.held is None:
+            self.held = data
+            return
+        self.flush()
         self._stage(data)
 
+    def flush(self) -> None:
+        """Stage what is held, so that the checkpoint covers it."""
+        if self.held is not None:
+            held, self.held = self.held, None
+            self._stage(held)
+
     def _stage(self, data: bytes) -> None:
-        # Block ids are unique per attempt, so a replaced runner's blocks never mix in.
-        block_id = base64.b64encode(f"{self.attempt_id}-{len(self.blocks):06d}".encode()).decode()
-        self.blob.stage_block(block_id, data)
-        self.blocks.append(block_id)
+        self.blob.stage_block(block_id(self.job_id, self.index, self.staged), data)
+        self.staged += 1
 
     def commit(self) -> None:
-        if not self.blocks:
-            self.blob.upload(self.first or b"", CSV)
+        if self.staged == 0:
+            self.blob.upload(self.held or b"", CSV)
         else:
-            self.blob.commit_blocks(self.blocks, CSV)
+            self.flush()
+            self.blob.commit_blocks([block_id(self.job_id, self.index, n) for n in range(self.staged)], CSV)
 
 
 def load_scorer(reference: str):
@@ -95,68 +113,116 @@ def _frames_by_output(result, output_names: list[str]) -> dict[str, pd.DataFrame
                     f"not {type(result).__name__}")
 
 
-def score(request: bes.JobRequest, scorer, chunk_rows: int, attempt_id: str, checkpoint) -> dict:
-    """Score the input blob into the output blobs; returns figures. `checkpoint()` is called
-    between chunks and raises to stop the run."""
-    source = blob_file(request.input.connection_string, request.input.container, request.input.blob,
-                       request.input.base_location, request.input.sas_token).open_read()
-    if source is None:
-        raise JobFailed(f"input blob {request.input.container}/{request.input.blob} does not exist")
-    stream = io.BufferedReader(source, buffer_size=1 << 20)
-    uploads = {}
-    for name, location in request.outputs.items():
-        if not location.uses_sas:
-            ensure_container(location.connection_string, location.container)
-        uploads[name] = _BlockUpload(blob_file(location.connection_string, location.container, location.blob,
-                                               location.base_location, location.sas_token), attempt_id)
+def _parse_chunk(header: bytes, data: bytes, first_row: int) -> pd.DataFrame:
     try:
-        rows = _score_chunks(stream, request, scorer, chunk_rows, uploads, checkpoint)
-    except (OSError, http.client.HTTPException) as error:
-        raise ServiceResponseError(f"reading the input blob was interrupted: {type(error).__name__}") from None
-    finally:
-        stream.close()
-    checkpoint()
-    for upload in uploads.values():
-        upload.commit()
-    return {"rows": rows}
-
-
-def _score_chunks(stream, request: bes.JobRequest, scorer, chunk_rows: int, uploads: dict, checkpoint) -> int:
-    rows = 0
-    try:
-        reader = pd.read_csv(stream, chunksize=chunk_rows)
-        for index, frame in enumerate(reader):
-            checkpoint()
-            try:
-                result = scorer(frame, dict(request.global_parameters))
-            except JobFailed:
-                raise
-            except Exception as error:
-                raise JobFailed(f"the scorer failed on rows {rows + 1}-{rows + len(frame)}: "
-                                f"{type(error).__name__}: {error}") from None
-            for name, output in _frames_by_output(result, list(uploads)).items():
-                if name in uploads:
-                    uploads[name].write(output.to_csv(index=False, header=index == 0).encode("utf-8"))
-            rows += len(frame)
+        return pd.read_csv(io.BytesIO(header + data))
     except pd.errors.EmptyDataError:
         raise JobFailed("the input blob is empty: a CSV with a header row is needed") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise JobFailed(f"the input blob is not a readable CSV: {error}") from None
-    return rows
+        raise JobFailed(f"the input blob is not a readable CSV (from row {first_row}): {error}") from None
+
+
+class _Lease:
+    """This runner's hold on the run row: every write of the row goes through it (so the
+    heartbeat thread and the runner never race each other), and a heartbeat thread renews it
+    and ends the job when its time is up."""
+
+    def __init__(self, run: dict, runner_id: str, stale_seconds: int, timeout_seconds: int):
+        self.run = run
+        self.runner_id = runner_id
+        self.timeout = dt.timedelta(seconds=timeout_seconds)
+        self.beat_every = min(HEARTBEAT_EVERY, stale_seconds / 3)
+        self.lock = threading.Lock()
+        self.lost = False
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{run['JobId']}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def check(self) -> None:
+        if self.lost:
+            raise RunLost()
+
+    def note(self, **progress) -> None:
+        """Fields the next heartbeat shows (progress), never a checkpoint."""
+        with self.lock:
+            self.run.update(progress)
+
+    def write(self, changes: dict) -> None:
+        """A conditional write of the run row; RunLost if anyone else changed it."""
+        with self.lock:
+            self.check()
+            self.run.update(changes, HeartbeatAt=clock.utcnow())
+            try:
+                get_store().replace(POOLS, self.run)
+            except WriteConflict:
+                self.lost = True
+                raise RunLost() from None
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.beat_every):
+            if past_timeout(self.run, self.timeout):
+                self._time_out()
+                return
+            try:
+                self.write({})
+            except RunLost:
+                return
+            except AzureError as error:
+                log.warning("heartbeat failed job=%s %s", self.run["JobId"], describe_storage_error(error))
+
+    def _time_out(self) -> None:
+        with self.lock:
+            if self.lost:
+                return
+            self.lost = True
+            ended = _end(self.run, runs.FAILED, timeout_details(self.timeout))
+        if ended:
+            log.warning("job timed out job=%s", self.run["JobId"])
+
+
+def past_timeout(run: dict, timeout: dt.timedelta) -> bool:
+    """Past the job's TimeoutSeconds since its first start, and not already committing."""
+    return not run.get("Committing") and clock.utcnow() - run["StartTime"] > timeout
+
+
+def timeout_details(timeout: dt.timedelta) -> str:
+    return f"stopped after the service's TimeoutSeconds of {int(timeout.total_seconds())} s since the job started"
+
+
+def _end(run: dict, status: str, details: str, results: dict | None = None) -> bool:
+    """End a run this runner holds (its etag says nobody changed it since), then tick its
+    pool; False if someone else changed it first."""
+    try:
+        freed = runs.end_run(run, status, details, results)
+    except WriteConflict:
+        return False
+    runs.finalize(run)
+    if freed:
+        dispatch.tick(run["PartitionKey"], run["PoolId"])
+    return True
 
 
 def _claim_runner(partition: str, job_id: str, runner_id: str, stale_seconds: int) -> dict | None:
-    """Take the run for this runner, unless it ended or a live runner holds it."""
+    """Take the run for this runner, unless it ended or a live runner holds it. A claim that
+    follows a slice's hand-over continues the run; any other claim is a new attempt."""
     store = get_store()
     for _ in range(10):
         run = runs.get_run(partition, job_id)
         if run is None or run["State"] != runs.RUNNING:
             return None
         heartbeat = run.get("HeartbeatAt")
-        live = run.get("RunnerId") and heartbeat and clock.utcnow() - heartbeat < dt.timedelta(seconds=stale_seconds)
-        if live:
+        if run.get("RunnerId") and heartbeat and clock.utcnow() - heartbeat < dt.timedelta(seconds=stale_seconds):
             return None
-        run.update({"RunnerId": runner_id, "HeartbeatAt": clock.utcnow(), "Attempts": (run.get("Attempts") or 0) + 1})
+        attempts = run.get("Attempts") or 0
+        run.update({"RunnerId": runner_id, "HeartbeatAt": clock.utcnow(), "Continue": False,
+                    "Attempts": attempts if run.get("Continue") and attempts else attempts + 1,
+                    "Slices": (run.get("Slices") or 0) + 1})
         try:
             store.replace(POOLS, run)
             return run
@@ -165,57 +231,17 @@ def _claim_runner(partition: str, job_id: str, runner_id: str, stale_seconds: in
     return None
 
 
-class _Lease:
-    def __init__(self, run: dict, timeout_seconds: int, stale_seconds: int):
-        self.run = run
-        self.started = time.monotonic()
-        self.last_beat = time.monotonic()
-        self.timeout = timeout_seconds
-        # Beat well inside the staleness limit, or a live runner would look dead and be replaced.
-        self.beat_every = min(HEARTBEAT_EVERY, stale_seconds / 3)
-
-    def checkpoint(self, force: bool = False) -> None:
-        if time.monotonic() - self.started > self.timeout:
-            raise JobFailed(f"stopped after the service's TimeoutSeconds of {self.timeout} s")
-        since = time.monotonic() - self.last_beat
-        # A beat under a second old still proves ownership: a takeover needs a stale heartbeat.
-        if since < (min(FRESH_ENOUGH, self.beat_every) if force else self.beat_every):
-            return
-        self.run["HeartbeatAt"] = clock.utcnow()
-        try:
-            get_store().replace(POOLS, self.run)
-        except WriteConflict:
-            raise RunLost() from None
-        self.last_beat = time.monotonic()
-
-
-def _finish(partition: str, job_id: str, status: str, details: str, results: dict | None = None,
-            still_ours=lambda run: True, known: dict | None = None) -> None:
-    """End the run (if it has not ended and is still ours to end), then tick its pool. A run
-    row this runner wrote last (`known`) is tried first; its etag tells if it changed since."""
-    for _ in range(20):
-        run, known = known or runs.get_run(partition, job_id), None
-        if run is None or run["State"] not in (runs.RUNNING, runs.WAITING) or not still_ours(run):
-            return
-        try:
-            freed = runs.end_run(run, status, details, results)
-        except WriteConflict:
-            continue
-        runs.finalize(run)
-        if freed:
-            dispatch.tick(partition, run["PoolId"])
-        return
-
-
 def is_transient(error: AzureError) -> bool:
-    """Worth another try: the storage service was unreachable, busy or failing, not refusing;
-    or another writer committed the same output blob meanwhile, discarding this run's staged
-    blocks (two jobs told to write one blob: the last to commit wins)."""
+    """Worth another try: the storage service was unreachable, busy or failing, not refusing."""
     if isinstance(error, HttpResponseError) and error.status_code is not None:
-        if _error_code(error) == "InvalidBlockList":
-            return True
         return error.status_code in (408, 429) or error.status_code >= 500
     return isinstance(error, (ServiceRequestError, ServiceResponseError))
+
+
+def output_replaced(error: AzureError) -> bool:
+    """Another writer committed the same output blob meanwhile, which discards this run's
+    staged blocks: the run must score again from the start (the last to commit wins)."""
+    return isinstance(error, HttpResponseError) and _error_code(error) == "InvalidBlockList"
 
 
 def _error_code(error: HttpResponseError) -> str:
@@ -230,13 +256,105 @@ def describe_storage_error(error: AzureError) -> str:
     return f"error={type(error).__name__}"
 
 
-def _let_go(run: dict) -> None:
-    """After an unexpected failure, give the run back so the message's retry can take it."""
-    run["RunnerId"] = ""
-    try:
-        get_store().replace(POOLS, run)
-    except Exception:
-        log.warning("run not released job=%s; it is retried once its heartbeat goes stale", run["JobId"])
+class _Slice:
+    """One invocation's share of a run: score from the checkpoint until the input ends or
+    the slice's time is up."""
+
+    def __init__(self, lease: _Lease, request: bes.JobRequest, scorer, settings):
+        self.lease = lease
+        self.run = lease.run
+        self.request = request
+        self.scorer = scorer
+        self.chunk_rows = settings.scoring_chunk_rows
+        self.deadline = time.monotonic() + settings.run_slice_seconds
+        staged = json.loads(self.run.get("OutputBlocks") or "{}")
+        self.position = {key: self.run.get(key) or 0 for key in ("InputOffset", "RowsScored", "Chunks")}
+        self.size = self.run.get("InputBytes") or 0
+        self.header = self.run.get("InputHeader") or b""
+        self.outputs = {}
+        for index, (name, location) in enumerate(request.outputs.items()):
+            account = location_account(location.connection_string, location.base_location, location.sas_token)
+            if not location.uses_sas and not staged:
+                ensure_container(account, location.container)
+            self.outputs[name] = _Output(blob_file(location.connection_string, location.container, location.blob,
+                                                   location.base_location, location.sas_token),
+                                         self.run["JobId"], index, staged.get(name, 0))
+
+    def needs_rescoring(self) -> bool:
+        """A runner that died while committing an output it held in memory (a one-chunk
+        output, written in one request) left nothing staged to commit: score that chunk again."""
+        return (self.position["Chunks"] or 0) > 0 and any(o.staged == 0 for o in self.outputs.values())
+
+    def restart(self) -> None:
+        self.position = {"InputOffset": 0, "RowsScored": 0, "Chunks": 0}
+        for output in self.outputs.values():
+            output.staged = 0
+
+    def score(self, to_the_end: bool = False) -> bool:
+        """Score on from the checkpoint; True when the whole input is scored (always, with
+        `to_the_end`), False when the slice's time ran out first."""
+        source = self.request.input
+        offset = self.position["InputOffset"]
+        opened = blob_file(source.connection_string, source.container, source.blob, source.base_location,
+                           source.sas_token).read_from(offset)
+        if opened is None:
+            raise JobFailed(f"input blob {source.container}/{source.blob} does not exist")
+        size, blocks = opened
+        header = self.header
+        if offset == 0:
+            if size == 0:
+                raise JobFailed("the input blob is empty: a CSV with a header row is needed")
+            try:
+                header, blocks = records.split_header(blocks, MAX_HEADER_BYTES)
+            except ValueError as error:
+                raise JobFailed(f"the input blob's header row cannot be read: {error}") from None
+            offset = len(header)
+            self.header = header
+        self.size = size
+        rows, chunk_index = self.position["RowsScored"], self.position["Chunks"]
+        self.lease.note(InputBytes=size)
+        for chunk in records.chunks(blocks, offset, self.chunk_rows):
+            self.lease.check()
+            frame = _parse_chunk(header, chunk.data, rows + 1)
+            try:
+                result = self.scorer(frame, dict(self.request.global_parameters))
+            except JobFailed:
+                raise
+            except Exception as error:
+                raise JobFailed(f"the scorer failed on rows {rows + 1}-{rows + len(frame)}: "
+                                f"{type(error).__name__}: {error}") from None
+            for name, output in _frames_by_output(result, list(self.outputs)).items():
+                if name in self.outputs:
+                    data = output.to_csv(index=False, header=chunk_index == 0).encode("utf-8")
+                    self.outputs[name].write(data, may_hold=chunk_index == 0)
+            rows += len(frame)
+            chunk_index += 1
+            self.position = {"InputOffset": chunk.end, "RowsScored": rows, "Chunks": chunk_index}
+            self.lease.note(ProgressRows=rows, ProgressOffset=chunk.end)
+            if not to_the_end and not chunk.last and time.monotonic() >= self.deadline:
+                return False
+        return True
+
+    def hand_over(self) -> None:
+        """Checkpoint and let a new invocation continue."""
+        for output in self.outputs.values():
+            output.flush()
+        self.lease.write({**self.checkpoint(), "InputHeader": self.header, "RunnerId": "", "Continue": True})
+        get_queues().send(dispatch.RUN_QUEUE, {"Partition": self.run["PartitionKey"], "JobId": self.run["JobId"]})
+
+    def checkpoint(self) -> dict:
+        """What is done: the input up to an offset, scored into the blocks staged so far."""
+        return {**self.position, "InputBytes": self.size,
+                "OutputBlocks": json.dumps({name: output.staged for name, output in self.outputs.items()})}
+
+    def commit(self) -> None:
+        """Fence, then make the outputs visible."""
+        for output in self.outputs.values():
+            if output.held is None:
+                output.flush()
+        self.lease.write({**self.checkpoint(), "Committing": True})
+        for output in self.outputs.values():
+            output.commit()
 
 
 def run_job(partition: str, job_id: str) -> None:
@@ -246,54 +364,114 @@ def run_job(partition: str, job_id: str) -> None:
     if run is None:
         log.info("run message skipped job=%s (ended, or a live runner holds it)", job_id)
         return
-    log.info("run claimed job=%s pool=%s attempt=%s", job_id, run["PoolId"], run["Attempts"])
-    job = run if run.get("Scorer") else get_store().get(JOBS, run["JobPartition"], job_id)
+    log.info("run claimed job=%s pool=%s attempt=%s slice=%s offset=%s", job_id, run["PoolId"], run["Attempts"],
+             run["Slices"], run.get("InputOffset") or 0)
     started = time.monotonic()
-    results = None
     try:
-        scorer, timeout_seconds = _scorer_of(job, run)
-        lease = _Lease(run, timeout_seconds, settings.run_stale_seconds)
-        request = bes.request_from_stored(json.loads(job["Request"]))
-        figures = score(request, load_scorer(scorer), settings.scoring_chunk_rows, runner_id, lease.checkpoint)
-        lease.checkpoint(force=True)
+        scorer, timeout_seconds = _scorer_of(run)
+    except JobFailed as failure:
+        _end(run, runs.FAILED, str(failure))
+        return
+    timeout = dt.timedelta(seconds=timeout_seconds)
+    if past_timeout(run, timeout):
+        _end(run, runs.FAILED, timeout_details(timeout))
+        return
+    lease = _Lease(run, runner_id, settings.run_stale_seconds, timeout_seconds)
+    lease.start()
+    try:
+        outcome = _run_slice(lease, scorer, settings)
+    finally:
+        lease.stop()
+    if outcome is None:
+        return
+    status, details, results = outcome
+    if status == runs.FINISHED:
+        details = f"scored {run.get('RowsScored') or 0} rows"
+    run.pop("ProgressRows", None)
+    run.pop("ProgressOffset", None)
+    log.info("job run done job=%s state=%s seconds=%.2f", job_id, status, time.monotonic() - started)
+    with lease.lock:
+        if not lease.lost:
+            _end(run, status, details, results)
+
+
+def _run_slice(lease: _Lease, scorer: str, settings) -> tuple[str, str, dict | None] | None:
+    """Score a slice; the job's end (state, details, results) when it has one, None when the
+    run goes on (handed over, lost, or to be retried)."""
+    run = lease.run
+    job_id = run["JobId"]
+    try:
+        request = bes.request_from_stored(json.loads(run["Request"]))
+        work = _Slice(lease, request, load_scorer(scorer), settings)
+        if run.get("Committing"):
+            if work.needs_rescoring():
+                work.restart()
+                work.score(to_the_end=True)
+        elif not work.score():
+            work.hand_over()
+            log.info("run handed over job=%s rows=%s offset=%s", job_id, run["RowsScored"], run["InputOffset"])
+            return None
+        work.commit()
         results = {name: bes.public_location(location, blob_endpoint(
             location.connection_string, location.base_location, location.sas_token))
             for name, location in request.outputs.items()}
-        status = runs.FINISHED
-        details = f"scored {figures['rows']} rows in {time.monotonic() - started:.2f} s"
+        return runs.FINISHED, "", results
     except RunLost:
-        log.info("run stopped job=%s (cancelled or taken over)", job_id)
-        return
+        log.info("run stopped job=%s (cancelled, timed out or taken over)", job_id)
+        return None
     except JobFailed as failure:
-        status, details = runs.FAILED, str(failure)
+        return runs.FAILED, str(failure), None
     except AzureError as error:
+        if output_replaced(error):
+            _start_over(lease)
+            return None
         if is_transient(error):
             # Not the job's fault: the run goes back and the message is retried (then poisoned).
             log.warning("run interrupted by storage job=%s %s", job_id, describe_storage_error(error))
-            _let_go(run)
+            _let_go(lease)
             raise
         log.warning("run failed on storage job=%s %s", job_id, describe_storage_error(error))
-        status, details = runs.FAILED, f"a storage request failed ({describe_storage_error(error)}); check " \
-                                       "the locations, the credentials and that the storage account is reachable"
+        return runs.FAILED, f"a storage request failed ({describe_storage_error(error)}); check the " \
+                            "locations, the credentials and that the storage account is reachable", None
     except BaseException:
-        _let_go(run)
+        _let_go(lease)
         raise
-    log.info("job run done job=%s state=%s seconds=%.2f", job_id, status, time.monotonic() - started)
-    _finish(partition, job_id, status, details, results,
-            still_ours=lambda run: run["State"] == runs.RUNNING and run.get("RunnerId") == runner_id, known=run)
 
 
-def _scorer_of(job: dict | None, run: dict) -> tuple[str, int]:
-    """The scorer and timeout the job was submitted with (its service's, for older rows);
-    `job` is the run row itself when it carries them."""
-    if job is not None and job.get("Scorer"):
-        return job["Scorer"], job.get("TimeoutSeconds") or services.DEFAULT_TIMEOUT_SECONDS
+def _start_over(lease: _Lease) -> None:
+    log.warning("run output replaced by another writer; starting over job=%s", lease.run["JobId"])
+    try:
+        lease.write({"InputOffset": 0, "RowsScored": 0, "Chunks": 0, "OutputBlocks": "{}", "InputHeader": b"",
+                     "Committing": False, "RunnerId": "", "Continue": True})
+    except RunLost:
+        return
+    get_queues().send(dispatch.RUN_QUEUE, {"Partition": lease.run["PartitionKey"], "JobId": lease.run["JobId"]})
+
+
+def _let_go(lease: _Lease) -> None:
+    """After an unexpected failure, give the run back (keeping its checkpoint) so the
+    message's retry can take it."""
+    try:
+        lease.write({"RunnerId": ""})
+    except Exception:
+        log.warning("run not released job=%s; it is retried once its heartbeat goes stale", lease.run["JobId"])
+
+
+def _scorer_of(run: dict) -> tuple[str, int]:
+    """The scorer and timeout the job was submitted with (its service's, for older rows)."""
+    if run.get("Scorer"):
+        return run["Scorer"], run.get("TimeoutSeconds") or services.DEFAULT_TIMEOUT_SECONDS
     service = services.get_service(run["SubscriptionId"], run["ServiceId"])
-    if job is None or service is None:
-        raise JobFailed("the job or its web service no longer exists")
+    if service is None:
+        raise JobFailed("the job's web service no longer exists")
     return service.scorer, service.timeout_seconds
 
 
 def fail_poisoned(partition: str, job_id: str) -> None:
     """A run message that kept failing: end its job Failed and free the VM."""
-    _finish(partition, job_id, runs.FAILED, "the job's run kept failing and was stopped; retry the job")
+    for _ in range(20):
+        run = runs.get_run(partition, job_id)
+        if run is None or run["State"] not in (runs.RUNNING, runs.WAITING):
+            return
+        if _end(run, runs.FAILED, "the job's run kept failing and was stopped; retry the job"):
+            return

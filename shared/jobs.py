@@ -17,8 +17,8 @@ from shared.pools import vm_operations
 from shared.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from shared.services import ServiceRef
 from shared.settings import get_settings
-from shared.storage import (JOBS, POOLS, WriteConflict, blob_endpoint, blob_read_token, concurrently, get_store,
-                            own_blob_endpoint, retry_on_conflict)
+from shared.storage import (JOBS, POOLS, WriteConflict, blob_endpoint, concurrently, get_store, location_account,
+                            own_blob_endpoint, read_token, retry_on_conflict)
 from shared.validation import is_valid_id
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,9 @@ def cancel_job(service: ServiceRef, job_id: str) -> dict:
         if run["State"] in runs.TERMINAL:
             runs.finalize(run)
             raise _already_ended(job_id, run["State"])
+        if run.get("Committing"):
+            log.info("cancel too late job=%s: its outputs are being committed", job_id)
+            return False
         freed = runs.end_run(run, runs.CANCELLED, "cancelled by the caller")
         runs.finalize(run)
         return freed and (partition, pool_id)
@@ -224,8 +227,8 @@ def _results(stored_results: str | None, stored_request: str | None) -> dict | N
     now, hours = clock.utcnow(), get_settings().result_sas_hours
     for name, shown in results.items():
         location = outputs.get(name)
-        shown["SasBlobToken"] = "" if location is None or location.uses_sas else blob_read_token(
-            location.connection_string, location.container, location.blob, now, hours)
+        shown["SasBlobToken"] = "" if location is None or location.uses_sas else read_token(
+            location_account(location.connection_string), location.container, location.blob, now, hours)
     return results
 
 
@@ -234,7 +237,8 @@ def _job_view(job: dict) -> dict:
             "Results": _results(job.get("Results"), job.get("Request")),
             "Details": job.get("Details") or None, "CreatedAt": clock.iso(job["CreatedAt"]),
             "StartTime": clock.iso(job.get("StartTime")), "EndTime": clock.iso(job.get("EndTime")),
-            "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None, "Attempts": job.get("Attempts") or 0}
+            "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None, "Attempts": job.get("Attempts") or 0,
+            "Progress": None}
 
 
 def _started_view(job: dict, run: dict, queue_position: int | None) -> dict:
@@ -250,10 +254,18 @@ def _started_view(job: dict, run: dict, queue_position: int | None) -> dict:
             "waiting for a slot of the shared classic environment"
     elif run["State"] == runs.RUNNING:
         view["Details"] = f"running on {run.get('VmId')}"
+        view["Progress"] = progress(run)
     else:
         view["Details"] = run.get("Details") or None
         view["Results"] = _results(run.get("Results"), job.get("Request"))
     return view
+
+
+def progress(run: dict) -> dict:
+    """How far a running job has got, as of its last checkpoint."""
+    return {"RowsScored": run.get("ProgressRows") or run.get("RowsScored") or 0,
+            "InputBytesRead": run.get("ProgressOffset") or run.get("InputOffset") or 0,
+            "InputBytes": run.get("InputBytes") or None}
 
 
 def _half_started_view(service: ServiceRef, job: dict) -> dict:
@@ -281,7 +293,7 @@ def get_job(service: ServiceRef, job_id: str) -> dict:
 
 # What a listing reads of a run: never its copy of the request.
 _LISTED_RUN_FIELDS = ["RowKey", "State", "WaitKey", "VmId", "StartTime", "EndTime", "Details", "Results",
-                      "Attempts"]
+                      "Attempts", "RowsScored", "InputOffset", "InputBytes", "ProgressRows", "ProgressOffset"]
 
 
 def _runs_of(service: ServiceRef, started: list[dict]) -> dict[str, dict]:

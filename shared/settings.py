@@ -22,10 +22,13 @@ def _int_setting(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+HOST_CONNECTION = "AzureWebJobsStorage"
+DATA_CONNECTION = "BATCHPOOL_STORAGE"
+
+
 @dataclass(frozen=True)
 class Settings:
-    storage_connection_string: str
-    queue_connection_string: str
+    data_connection: str
     table_prefix: str
     vm_provisioning_seconds: int
     max_request_bytes: int
@@ -35,21 +38,37 @@ class Settings:
     run_stale_seconds: int
     scoring_chunk_rows: int
     result_sas_hours: int
+    run_slice_seconds: int
+
+    def host_account(self):
+        """The host's storage account (a `StorageAccount`): the app's queues, and outputs the
+        app keeps itself."""
+        return _resolved(HOST_CONNECTION)
+
+    def storage_account(self):
+        """Where the app's tables live: BATCHPOOL_STORAGE, or else the host's account."""
+        return _resolved(self.data_connection)
+
+
+@functools.lru_cache(maxsize=4)
+def _resolved(connection: str):
+    from shared.storage.connections import resolve
+    return resolve(connection)
 
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    host_storage = os.environ.get("AzureWebJobsStorage")
-    if not host_storage:
-        raise RuntimeError("AzureWebJobsStorage is not set: the app's queues live in the host's storage account")
-    connection = os.environ.get("BATCHPOOL_STORAGE") or host_storage
+    _resolved.cache_clear()
+    from shared.storage.connections import is_set
+    if not is_set(HOST_CONNECTION):
+        raise RuntimeError(f"{HOST_CONNECTION} is not set (neither a connection string nor {HOST_CONNECTION}__"
+                           "accountName or service URIs): the app's queues live in the host's storage account")
     prefix = os.environ.get("BATCHPOOL_TABLE_PREFIX", "batchpool")
     if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
         raise RuntimeError("setting BATCHPOOL_TABLE_PREFIX must be letters and digits, starting with a letter")
     base = (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None
     return Settings(
-        storage_connection_string=connection,
-        queue_connection_string=host_storage,
+        data_connection=DATA_CONNECTION if is_set(DATA_CONNECTION) else HOST_CONNECTION,
         table_prefix=prefix,
         vm_provisioning_seconds=_int_setting("VM_PROVISIONING_SECONDS", 10, 0, 3600),
         max_request_bytes=_int_setting("MAX_REQUEST_BYTES", 65536, 1024, 10 * 1024 * 1024),
@@ -60,4 +79,5 @@ def get_settings() -> Settings:
         run_stale_seconds=_int_setting("RUN_STALE_SECONDS", 60, 2, 3600),
         scoring_chunk_rows=_int_setting("SCORING_CHUNK_ROWS", 50000, 100, 1000000),
         result_sas_hours=_int_setting("RESULT_SAS_HOURS", 24, 1, 168),
+        run_slice_seconds=_int_setting("RUN_SLICE_SECONDS", 120, 1, 3600),
     )

@@ -17,7 +17,7 @@ import logging
 
 from shared import clock, dispatch, jobs, layout, runs
 from shared.settings import get_settings
-from shared.storage import POOLS, WriteConflict, get_store
+from shared.storage import POOLS, WriteConflict, get_queues, get_store
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def sweep() -> dict:
                 store.replace(POOLS, run)
             except WriteConflict:
                 continue
-            store.send(dispatch.RUN_QUEUE, {"Partition": run["PartitionKey"], "JobId": run["JobId"]})
+            get_queues().send(dispatch.RUN_QUEUE, {"Partition": run["PartitionKey"], "JobId": run["JobId"]})
             figures["resent"] += 1
             log.warning("stale run resent job=%s pool=%s attempts=%s", run["JobId"], run["PoolId"],
                         run.get("Attempts"))

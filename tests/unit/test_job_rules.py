@@ -112,13 +112,14 @@ def test_unreachable_storage_is_transient():
     assert execution.is_transient(ServiceRequestError("connection refused"))
 
 
-def test_a_block_list_lost_to_another_writer_is_retried():
+def test_a_block_list_lost_to_another_writer_starts_the_run_over():
     from azure.core.exceptions import HttpResponseError
     from azure.storage.blob._generated.models import StorageErrorCode
     from shared import execution
     error = HttpResponseError(message="x", response=_Status(400))
     error.error_code = StorageErrorCode.INVALID_BLOCK_LIST
-    assert execution.is_transient(error)
+    assert execution.output_replaced(error) and not execution.is_transient(error)
+    assert not execution.output_replaced(HttpResponseError(message="x", response=_Status(400)))
     assert execution.describe_storage_error(error) == "status=400 code=InvalidBlockList"
 
 

@@ -1,5 +1,5 @@
 """Storage plumbing without storage: overlapping calls, output uploads, result read tokens,
-and how failures the REST client reports are classified."""
+and how storage failures are classified."""
 import datetime as dt
 import threading
 from urllib.parse import parse_qs
@@ -7,8 +7,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from shared import execution
-from shared.rest import DEVELOPMENT_KEY, StorageRequestFailed
-from shared.storage import blob_read_token, concurrently
+from shared.settings import get_settings
+from shared.storage import concurrently, read_token
+from shared.storage.connections import DEVELOPMENT_KEY, parse_connection_string
 
 NOON = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -58,37 +59,46 @@ class _FakeBlob:
 
 def test_an_output_of_one_chunk_is_one_request():
     blob = _FakeBlob()
-    upload = execution._BlockUpload(blob, "attempt")
-    upload.write(b"a,b\n1,2\n")
-    upload.commit()
+    output = execution._Output(blob, "job1", 0, 0)
+    output.write(b"a,b\n1,2\n", may_hold=True)
+    output.commit()
     assert blob.calls == [("upload", b"a,b\n1,2\n")]
 
 
 def test_an_output_of_several_chunks_is_staged_then_committed_in_order():
     blob = _FakeBlob()
-    upload = execution._BlockUpload(blob, "attempt")
-    for chunk in (b"1\n", b"2\n", b"3\n"):
-        upload.write(chunk)
-    upload.commit()
+    output = execution._Output(blob, "job1", 0, 0)
+    for index, chunk in enumerate((b"1\n", b"2\n", b"3\n")):
+        output.write(chunk, may_hold=index == 0)
+    output.commit()
     staged = [call for call in blob.calls if call[0] == "stage"]
     assert [call[2] for call in staged] == [b"1\n", b"2\n", b"3\n"]
     assert blob.calls[-1] == ("commit", tuple(call[1] for call in staged))
     assert len(set(call[1] for call in staged)) == 3
 
 
+def test_a_resumed_output_stages_after_the_checkpoint_with_the_same_ids():
+    first, resumed = _FakeBlob(), _FakeBlob()
+    output = execution._Output(first, "job1", 1, 0)
+    output.write(b"1\n", may_hold=True)
+    output.flush()
+    output.write(b"2\n", may_hold=False)
+    later = execution._Output(resumed, "job1", 1, 1)
+    later.write(b"2\n", may_hold=False)
+    later.commit()
+    assert resumed.calls[0] == first.calls[1]
+    assert resumed.calls[-1] == ("commit", (execution.block_id("job1", 1, 0), execution.block_id("job1", 1, 1)))
+
+
+def test_block_ids_are_equal_length_and_differ_by_output():
+    ids = {execution.block_id("00000000000000abcdef0123456789ab", o, n) for o in (0, 1) for n in (0, 99999)}
+    assert len(ids) == 4 and len({len(i) for i in ids}) == 1
+
+
 def test_an_empty_output_is_still_written():
     blob = _FakeBlob()
-    execution._BlockUpload(blob, "attempt").commit()
+    execution._Output(blob, "job1", 0, 0).commit()
     assert blob.calls == [("upload", b"")]
-
-
-@pytest.mark.parametrize("status,code,transient", [(503, "ServerBusy", True), (500, "", True),
-                                                   (400, "InvalidBlockList", True), (403, "AuthorizationFailure", False),
-                                                   (404, "BlobNotFound", False)])
-def test_rest_client_failures_are_classified_like_sdk_ones(status, code, transient):
-    error = StorageRequestFailed(status, code)
-    assert execution.is_transient(error) is transient
-    assert execution.describe_storage_error(error) == f"status={status} code={code or 'none'}"
 
 
 def test_ticks_of_one_pool_coalesce_and_every_caller_is_covered(monkeypatch):
@@ -126,13 +136,20 @@ def test_ticks_of_one_pool_coalesce_and_every_caller_is_covered(monkeypatch):
 
 
 def test_a_result_token_reads_one_blob_for_the_hours_asked():
-    token = blob_read_token("UseDevelopmentStorage=true", "out", "a/b.csv", NOON, 24)
+    account = parse_connection_string("UseDevelopmentStorage=true")
+    token = read_token(account, "out", "a/b.csv", NOON, 24)
     fields = {k: v[0] for k, v in parse_qs(token.lstrip("?")).items()}
     assert token.startswith("?") and fields["sp"] == "r" and fields["sr"] == "b"
     assert fields["st"] == "2026-11-26T11:55:00Z" and fields["se"] == "2026-11-27T12:00:00Z"
     assert DEVELOPMENT_KEY not in token
-    assert blob_read_token("UseDevelopmentStorage=true", "out", "other.csv", NOON, 24) != token
+    assert read_token(account, "out", "other.csv", NOON, 24) != token
 
 
-def test_no_result_token_without_an_account_key():
-    assert blob_read_token("AccountName=acct;SharedAccessSignature=sv=1&sig=x", "out", "b.csv", NOON, 24) == ""
+def test_no_result_token_without_an_account_key_outside_the_apps_own_account(monkeypatch):
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    get_settings.cache_clear()
+    try:
+        account = parse_connection_string("BlobEndpoint=https://acct.blob.core.windows.net;SharedAccessSignature=sv=1&sig=x")
+        assert read_token(account, "out", "b.csv", NOON, 24) == ""
+    finally:
+        get_settings.cache_clear()

@@ -1,0 +1,50 @@
+"""Running storage calls side by side, and turning an unreachable store into a clear 503."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ServiceRequestError
+
+from shared.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_overlap = ThreadPoolExecutor(max_workers=16, thread_name_prefix="storage")
+
+
+def concurrently(*calls: Callable[[], object]) -> list:
+    """Run independent storage calls at once and return their results in order; if any
+    raised, the first error is raised once all have ended."""
+    futures = [_overlap.submit(call) for call in calls[1:]]
+    results, first_error = [], None
+    for outcome in [None, *futures]:
+        try:
+            results.append(calls[0]() if outcome is None else outcome.result())
+        except Exception as error:
+            results.append(None)
+            first_error = first_error or error
+    if first_error is not None:
+        raise first_error
+    return results
+
+
+def storage_guard(call: Callable[[], T]) -> T:
+    """Turn an unreachable, throttling or failing storage account into a clear 503."""
+    try:
+        return call()
+    except ServiceRequestError:
+        log.warning("storage unreachable")
+        raise StorageUnavailable("the storage account cannot be reached; retry shortly") from None
+    except ClientAuthenticationError as error:
+        log.warning("storage refused the app's credential status=%s", error.status_code)
+        raise StorageUnavailable("the service cannot authenticate to its storage account; retry shortly") from None
+    except AzureError as error:
+        if isinstance(error, HttpResponseError) and error.status_code and (
+                error.status_code >= 500 or error.status_code in (408, 429)):
+            log.warning("storage failed status=%s", error.status_code)
+            raise StorageUnavailable("the storage account failed or throttled the request; retry shortly") from None
+        raise

@@ -1,0 +1,99 @@
+"""The only place that builds Azure SDK clients, so they all share one HTTP transport and
+one retry policy.
+
+* One `requests` session (its connection pool sized for the worker's threads) carries every
+  client's requests: connections are kept alive and reused across clients and invocations.
+* Retries: connection failures, timeouts and 5xx (503 ServerBusy is how Azure Storage
+  throttles) are retried with short exponential back-off, and for as long as a `Retry-After`
+  header asks when the service sends one. The tables SDK's policy (azure-core's) honours
+  `Retry-After` and retries 429 too; the blob and queue SDKs' own policy does not look at
+  `Retry-After` and starts at 15 s, so it is given the header's wait and a shorter start.
+"""
+from __future__ import annotations
+
+import functools
+
+import email.utils
+import time
+
+import requests
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import ExponentialRetry as BlobExponentialRetry
+from azure.storage.queue import ExponentialRetry as QueueExponentialRetry
+from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
+
+from shared.storage.connections import StorageAccount
+
+POOL_CONNECTIONS = 64
+RETRY_TOTAL = 6
+RETRY_BACKOFF_SECONDS = 0.5
+RETRY_BACKOFF_MAX_SECONDS = 8
+CONNECTION_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 60
+
+
+@functools.lru_cache(maxsize=1)
+def shared_transport() -> RequestsTransport:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=POOL_CONNECTIONS)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=False, connection_timeout=CONNECTION_TIMEOUT_SECONDS,
+                             read_timeout=READ_TIMEOUT_SECONDS)
+
+
+def retry_after_seconds(headers, now: float | None = None) -> float | None:
+    """The wait a `Retry-After` header asks for (seconds, or an HTTP date), capped."""
+    value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
+    try:
+        wait = float(value)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        if when is None:
+            return None
+        wait = when.timestamp() - (time.time() if now is None else now)
+    return min(max(wait, 0.0), RETRY_BACKOFF_MAX_SECONDS * 4)
+
+
+class _HonoursRetryAfter:
+    """For the storage SDKs' retry policies: wait what the last answer's Retry-After asks."""
+
+    def get_backoff_time(self, settings) -> float:
+        history = settings.get("history") or []
+        response = history[-1].http_response if history else None
+        asked = retry_after_seconds(response.headers) if response is not None else None
+        return asked if asked is not None else super().get_backoff_time(settings)
+
+
+class BlobRetry(_HonoursRetryAfter, BlobExponentialRetry):
+    pass
+
+
+class QueueRetry(_HonoursRetryAfter, QueueExponentialRetry):
+    pass
+
+
+def _storage_retry(kind):
+    return kind(initial_backoff=RETRY_BACKOFF_SECONDS, increment_base=2, retry_total=RETRY_TOTAL,
+                random_jitter_range=RETRY_BACKOFF_SECONDS)
+
+
+def table_service(account: StorageAccount) -> TableServiceClient:
+    return TableServiceClient(account.endpoint("table"), credential=account.credential(),
+                              transport=shared_transport(), retry_total=RETRY_TOTAL, retry_status=RETRY_TOTAL,
+                              retry_backoff_factor=RETRY_BACKOFF_SECONDS, retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS)
+
+
+def queue_service(account: StorageAccount) -> QueueServiceClient:
+    return QueueServiceClient(account.endpoint("queue"), credential=account.credential(),
+                              message_encode_policy=TextBase64EncodePolicy(), transport=shared_transport(),
+                              retry_policy=_storage_retry(QueueRetry))
+
+
+def blob_service(account: StorageAccount, **options) -> BlobServiceClient:
+    return BlobServiceClient(account.endpoint("blob"), credential=account.credential(),
+                             transport=shared_transport(), retry_policy=_storage_retry(BlobRetry), **options)
