@@ -18,6 +18,7 @@ from pathlib import Path
 from devhost import config
 from devhost.azurite import start_azurite, wait_for_port
 from devhost.keys import load_keys
+from devhost.worker import RESTART_EXIT_CODE
 
 DEFAULT_AZURITE_PORTS = (10000, 10001, 10002)
 
@@ -54,10 +55,12 @@ def _supervise(args) -> int:
     try:
         host_config = config.load_host_config(app)
         settings = config.load_settings(app)
-        config.load_functions(app, host_config, settings)
+        _, errors = config.load_functions(app, host_config, settings)
     except config.ConfigError as error:
         print(f"devhost: {error}", file=sys.stderr)
         return 2
+    for error in errors.values():
+        print(f"devhost: function disabled: {error}", file=sys.stderr)
     keys = load_keys(app, settings)
     environment = dict(os.environ, DEVHOST_MASTER_KEY=keys.master, DEVHOST_FUNCTION_KEY=keys.function)
     azurite = None
@@ -71,6 +74,7 @@ def _supervise(args) -> int:
     command = [sys.executable, "-m", "devhost", "--app", str(app), "--host", args.host,
                "--port", str(args.port), "--instance"]
     children = [subprocess.Popen(command, env=environment) for _ in range(args.instances)]
+    supervisor = _Restarts(command, environment)
     stop = {"now": False}
 
     def _stop(*_):
@@ -84,7 +88,10 @@ def _supervise(args) -> int:
               f"instance(s), pids {' '.join(str(c.pid) for c in children)}", flush=True)
         print(f"devhost: master (admin) key for x-functions-key: {keys.master}", flush=True)
     try:
-        while not stop["now"] and any(c.poll() is None for c in children):
+        while not stop["now"]:
+            children = supervisor.replace_restarted(children)
+            if all(c.poll() is not None for c in children):
+                break
             time.sleep(0.2)
     finally:
         for child in children:
@@ -100,6 +107,22 @@ def _supervise(args) -> int:
     return 0
 
 
+class _Restarts:
+    """Starts a new instance in place of one whose worker restarted (functionTimeout)."""
+
+    def __init__(self, command: list[str], environment: dict):
+        self.command, self.environment = command, environment
+
+    def replace_restarted(self, children: list) -> list:
+        replaced = []
+        for child in children:
+            if child.poll() == RESTART_EXIT_CODE:
+                child = subprocess.Popen(self.command, env=self.environment)
+                print(f"devhost: worker process restarted, new pid {child.pid}", file=sys.stderr, flush=True)
+            replaced.append(child)
+        return replaced
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
     parser.add_argument("--app", default=".", help="the function app folder (holding host.json)")
@@ -108,8 +131,14 @@ def main(argv=None) -> int:
     parser.add_argument("--instances", type=int, default=1, help="host instances side by side (scale-out)")
     parser.add_argument("--azurite", metavar="DIR",
                         help="start Azurite on its default ports with its data in DIR and use it")
+    parser.add_argument("--list-package", action="store_true",
+                        help="print the files a publish would ship (.funcignore applied as Core Tools does) and exit")
     parser.add_argument("--instance", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.list_package:
+        from devhost.funcignore import package_files
+        print("\n".join(package_files(Path(args.app).resolve())))
+        return 0
     if args.instances < 1:
         parser.error("--instances must be at least 1")
     _configure_logging()

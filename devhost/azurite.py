@@ -38,13 +38,17 @@ class Azurite:
     blob_port: int
     queue_port: int
     table_port: int
+    scheme: str = "http"
+
+    def service_url(self, service: str) -> str:
+        port = {"blob": self.blob_port, "queue": self.queue_port, "table": self.table_port}[service]
+        return f"{self.scheme}://127.0.0.1:{port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-                f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{ACCOUNT};"
-                f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
-                f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT};")
+        return (f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+                f"BlobEndpoint={self.service_url('blob')};QueueEndpoint={self.service_url('queue')};"
+                f"TableEndpoint={self.service_url('table')};")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -57,8 +61,11 @@ class Azurite:
 
 
 def start_azurite(project_root: Path, data_dir: Path | None, ports: tuple[int, int, int] | None = None,
-                  log_file: Path | None = None) -> Azurite:
-    """Start Azurite on 127.0.0.1; `data_dir` None keeps everything in memory."""
+                  log_file: Path | None = None, tls: tuple[Path, Path] | None = None,
+                  oauth: bool = False) -> Azurite:
+    """Start Azurite on 127.0.0.1; `data_dir` None keeps everything in memory. With `tls`
+    (certificate and key PEM files) it serves HTTPS; `oauth` (which needs HTTPS) also accepts
+    bearer tokens, checking their claims, not their signature."""
     executable = project_root / "node_modules" / ".bin" / "azurite"
     if not executable.exists():
         raise RuntimeError(f"{executable} is missing: run `npm install` in {project_root} (the Makefile does)")
@@ -66,6 +73,10 @@ def start_azurite(project_root: Path, data_dir: Path | None, ports: tuple[int, i
     command = [str(executable), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
                "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
                "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table)]
+    if tls is not None:
+        command += ["--cert", str(tls[0]), "--key", str(tls[1])]
+    if oauth:
+        command += ["--oauth", "basic"]
     if data_dir is None:
         command.append("--inMemoryPersistence")
     else:
@@ -73,7 +84,7 @@ def start_azurite(project_root: Path, data_dir: Path | None, ports: tuple[int, i
         command += ["--location", str(data_dir)]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=project_root)
-    azurite = Azurite(process, blob, queue, table)
+    azurite = Azurite(process, blob, queue, table, "https" if tls else "http")
     if not all(wait_for_port(p, 30) for p in (blob, queue, table)):
         azurite.stop()
         raise RuntimeError(f"Azurite did not start listening on ports {blob}, {queue}, {table}")

@@ -47,7 +47,7 @@ def parse_timespan(value, what: str) -> float:
 class QueueOptions:
     """`extensions.queues` of host.json, with the host's documented defaults."""
     batch_size: int = 16
-    new_batch_threshold: int = 8
+    new_batch_threshold: int = field(default_factory=lambda: default_new_batch_threshold(16))
     max_polling_interval: float = 60.0
     visibility_timeout: float = 0.0
     max_dequeue_count: int = 5
@@ -58,7 +58,7 @@ class QueueOptions:
         options = cls()
         if "batchSize" in section:
             options.batch_size = _bounded_int(section["batchSize"], 1, 32, "queues.batchSize")
-        options.new_batch_threshold = options.batch_size // 2
+        options.new_batch_threshold = default_new_batch_threshold(options.batch_size)
         if "newBatchThreshold" in section:
             options.new_batch_threshold = _bounded_int(section["newBatchThreshold"], 0, 1000,
                                                        "queues.newBatchThreshold")
@@ -79,6 +79,11 @@ class QueueOptions:
                 raise ConfigError("queues.messageEncoding must be 'base64' or 'none'")
             options.message_encoding = encoding
         return options
+
+
+def default_new_batch_threshold(batch_size: int) -> int:
+    """The storage queues extension's default: (batchSize / 2) x processor count."""
+    return batch_size // 2 * (os.cpu_count() or 1)
 
 
 def _bounded_int(value, low: int, high: int, what: str) -> int:
@@ -283,10 +288,19 @@ def _load_entry_point(app_root: Path, spec: FunctionSpec, data: dict, path: Path
     spec.entry = entry
 
 
-def load_functions(app_root: Path, config: HostConfig, settings: dict[str, str] | None = None) -> list[FunctionSpec]:
-    functions = []
-    for folder in sorted(p for p in app_root.iterdir() if (p / "function.json").is_file()):
-        functions.append(load_function(app_root, folder, config, settings))
-    if not functions:
+def load_functions(app_root: Path, config: HostConfig, settings: dict[str, str] | None = None
+                   ) -> tuple[list[FunctionSpec], dict[str, str]]:
+    """The functions that can run, and why each other one cannot (by name). As in Azure, a
+    function whose function.json or code cannot be honoured is disabled, the others run."""
+    folders = sorted(p for p in app_root.iterdir() if (p / "function.json").is_file())
+    if not folders:
         raise ConfigError(f"{app_root}: no function folders (folders holding function.json) found")
-    return functions
+    functions, errors = [], {}
+    for folder in folders:
+        try:
+            functions.append(load_function(app_root, folder, config, settings))
+        except ConfigError as error:
+            errors[folder.name] = str(error)
+        except Exception as error:  # the function's code failed to import
+            errors[folder.name] = f"{folder.name}: its code failed to load: {type(error).__name__}: {error}"
+    return functions, errors

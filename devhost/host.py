@@ -12,18 +12,11 @@ from devhost.invoker import Invoker, encode_queue_message
 from devhost.keys import HostKeys
 from devhost.queues import QueueListener, ensure_queue
 from devhost.timers import TimerListener
+from devhost.worker import Worker, thread_count
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_LEASE_SECONDS = 600
-
-
-def worker_count(settings: dict[str, str]) -> int:
-    """Concurrent invocations per instance; PYTHON_THREADPOOL_THREAD_COUNT as in the worker."""
-    configured = settings.get("PYTHON_THREADPOOL_THREAD_COUNT")
-    if configured and configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    return min(32, (os.cpu_count() or 1) + 4)
 
 
 class HostInstance:
@@ -33,14 +26,17 @@ class HostInstance:
         self.settings = config.load_settings(self.app_root)
         # App settings become environment variables of the worker, as in Azure.
         os.environ.update(self.settings)
-        self.functions = config.load_functions(self.app_root, self.host_config, self.settings)
+        self.functions, errors = config.load_functions(self.app_root, self.host_config, self.settings)
+        for name, error in errors.items():
+            log.error("function disabled function=%s error=%s", name, error)
         self.keys = keys
         self.host, self.port = host, port
         self.stopping = threading.Event()
         self.queue_service = None
         self.listeners = []
         self.server = None
-        self.invoker = Invoker(self._send_queue_output)
+        self.worker = Worker(thread_count(dict(os.environ)), self.host_config.function_timeout)
+        self.invoker = Invoker(self._send_queue_output, self.worker)
 
     def _send_queue_output(self, queue_name: str, value) -> None:
         ensure_queue(self.queue_service, queue_name)
@@ -66,7 +62,7 @@ class HostInstance:
             listener.start()
             self.listeners.append(listener)
         self.server = serve_http(self.functions, self.host_config.route_prefix, self.keys, self.invoker,
-                                 self.host, self.port, worker_count(self.settings))
+                                 self.host, self.port)
         log.info("host started pid=%s functions=%s", os.getpid(), len(self.functions))
 
     def stop(self) -> None:

@@ -61,7 +61,7 @@ class _Server(ThreadingHTTPServer):
         super().server_bind()
 
 
-def _make_handler(router: Router, keys: HostKeys, invoker: Invoker, gate: threading.Semaphore):
+def _make_handler(router: Router, keys: HostKeys, invoker: Invoker):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "devhost"
@@ -139,8 +139,7 @@ def _make_handler(router: Router, keys: HostKeys, invoker: Invoker, gate: thread
                 method=method, url=f"http://{host}{self.path}", headers=dict(self.headers.items()),
                 params=query, route_params=route_params, body=body)
             try:
-                with gate:
-                    response = invoker.invoke(spec, request)
+                response = invoker.invoke(spec, request)
             except Exception:
                 log.exception("function failed function=%s", spec.name)
                 self._send(500)
@@ -169,9 +168,9 @@ def _make_handler(router: Router, keys: HostKeys, invoker: Invoker, gate: thread
     return Handler
 
 
-def serve_http(functions, route_prefix, keys, invoker, host: str, port: int, workers: int):
-    """Start serving in a background thread; returns the server (call shutdown() to stop)."""
-    gate = threading.Semaphore(workers)
-    server = _Server((host, port), _make_handler(Router(functions, route_prefix), keys, invoker, gate))
+def serve_http(functions, route_prefix, keys, invoker, host: str, port: int):
+    """Start serving in a background thread; returns the server (call shutdown() to stop).
+    Invocations run on the worker (its shared thread pool), not on the request threads."""
+    server = _Server((host, port), _make_handler(Router(functions, route_prefix), keys, invoker))
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

@@ -6,6 +6,7 @@ import json
 import logging
 
 from devhost.config import FunctionSpec
+from devhost.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,15 @@ def encode_queue_message(value, encoding: str) -> str:
 
 
 class Invoker:
-    def __init__(self, queue_sender):
+    def __init__(self, queue_sender, worker: Worker):
         # queue_sender(queue_name, value) sends one output message.
         self._queue_sender = queue_sender
+        self.worker = worker
 
     def invoke(self, spec: FunctionSpec, trigger_value):
-        """Run the function; return the value of its http output, if it has one."""
+        """Run the function on the worker; return the value of its http output, if it has one."""
         outs = {b.name: Out() for b in spec.outputs if b.name != "$return"}
-        result = spec.entry(**{spec.trigger.name: trigger_value}, **outs)
+        result = self.worker.run(spec.name, spec.entry, {spec.trigger.name: trigger_value, **outs})
         http_value = None
         for binding in spec.outputs:
             value = result if binding.name == "$return" else outs[binding.name].get()

@@ -1,6 +1,7 @@
 """What the host reads from host.json and function.json, and what it refuses."""
 import base64
 import json
+import os
 import textwrap
 
 import pytest
@@ -77,12 +78,13 @@ def test_host_json_needs_version_2(tmp_path):
 
 def test_queue_options_defaults_and_overrides():
     defaults = QueueOptions.from_host_json({})
-    assert (defaults.batch_size, defaults.new_batch_threshold, defaults.max_dequeue_count) == (16, 8, 5)
+    cores = os.cpu_count() or 1
+    assert (defaults.batch_size, defaults.new_batch_threshold, defaults.max_dequeue_count) == (16, 8 * cores, 5)
     assert defaults.max_polling_interval == 60 and defaults.visibility_timeout == 0
     assert defaults.message_encoding == "base64"
     custom = QueueOptions.from_host_json({"batchSize": 4, "maxPollingInterval": 2000, "visibilityTimeout": "00:00:30",
                                           "maxDequeueCount": 2, "messageEncoding": "none"})
-    assert (custom.batch_size, custom.new_batch_threshold, custom.max_polling_interval) == (4, 2, 2.0)
+    assert (custom.batch_size, custom.new_batch_threshold, custom.max_polling_interval) == (4, 2 * cores, 2.0)
     assert (custom.visibility_timeout, custom.max_dequeue_count, custom.message_encoding) == (30, 2, "none")
     for bad in ({"batchSize": 33}, {"batchSize": 0}, {"maxDequeueCount": True}, {"messageEncoding": "utf8"},
                 {"visibilityTimeout": "thirty"}):
