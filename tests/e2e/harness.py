@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 class HostProcess:
     """`python -m devhost` for one app folder, on a free loopback port."""
 
-    def __init__(self, app: Path, connection_string: str, instances: int = 1, extra_env: dict | None = None,
+    def __init__(self, app: Path, connection_string: str | None, instances: int = 1, extra_env: dict | None = None,
                  log_path: Path | None = None, port: int | None = None, keys: tuple[str, str] | None = None):
         self.port = port or free_port()
         self.master_key, self.function_key = keys or (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
-        env = dict(os.environ, AzureWebJobsStorage=connection_string, DEVHOST_MASTER_KEY=self.master_key,
+        # No connection string: the storage connection is identity-based, given in extra_env.
+        env = dict(os.environ, AzureWebJobsStorage=connection_string or "", DEVHOST_MASTER_KEY=self.master_key,
                    DEVHOST_FUNCTION_KEY=self.function_key, PYTHONUNBUFFERED="1", **(extra_env or {}))
         self.log_path = log_path
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
