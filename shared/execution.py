@@ -374,7 +374,8 @@ def run_job(partition: str, job_id: str) -> None:
         return
     timeout = dt.timedelta(seconds=timeout_seconds)
     if past_timeout(run, timeout):
-        _end(run, runs.FAILED, timeout_details(timeout))
+        if _end(run, runs.FAILED, timeout_details(timeout)):
+            log.warning("job timed out job=%s", job_id)
         return
     lease = _Lease(run, runner_id, settings.run_stale_seconds, timeout_seconds)
     lease.start()

@@ -75,3 +75,21 @@ def test_retry_after_in_seconds_or_as_a_date_is_capped():
     later = email.utils.formatdate(1_000_010, usegmt=True)
     assert clients.retry_after_seconds({"Retry-After": later}, now=1_000_000) == 10.0
     assert clients.retry_after_seconds({"Retry-After": "86400"}) == clients.RETRY_BACKOFF_MAX_SECONDS * 4
+
+
+class _Answer:
+    def __init__(self, headers):
+        self.headers = headers
+
+
+class _Attempt:
+    def __init__(self, headers):
+        self.http_response = _Answer(headers)
+
+
+@pytest.mark.parametrize("policy", [clients.BlobRetry, clients.QueueRetry])
+def test_blob_and_queue_retries_wait_what_retry_after_asks(policy):
+    retry = clients._storage_retry(policy)
+    assert retry.get_backoff_time({"count": 1, "history": [_Attempt({"Retry-After": "3"})]}) == 3.0
+    fallback = retry.get_backoff_time({"count": 1, "history": [_Attempt({})]})
+    assert 0 < fallback <= clients.RETRY_BACKOFF_SECONDS + 2 + clients.RETRY_BACKOFF_SECONDS
