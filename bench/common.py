@@ -11,10 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from azure.data.tables import TableServiceClient  # noqa: E402
-
-from devhost.azurite import start_azurite  # noqa: E402,F401
+from devhost.azurite import ACCOUNT, ACCOUNT_KEY, start_azurite  # noqa: E402,F401
 from tests.e2e.harness import Api, Blobs, HostProcess, wait_for  # noqa: E402,F401
+from tests.e2e.storage_proxy import StorageProxy, proxied_connection_string  # noqa: E402
+
+APP_AGENT = "batchpool"  # how the app's storage clients introduce themselves
 
 
 def use_storage(connection_string: str, table_prefix: str) -> None:
@@ -24,7 +25,7 @@ def use_storage(connection_string: str, table_prefix: str) -> None:
     from shared import settings, storage
     settings.get_settings.cache_clear()
     storage.get_store.cache_clear()
-    storage.own_blob_endpoint.cache_clear()
+    storage.get_queues.cache_clear()
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -42,37 +43,84 @@ def median_and_p99(call, samples: int) -> dict:
     return {"p50_ms": round(statistics.median(timings), 3), "p99_ms": round(percentile(timings, 0.99), 3)}
 
 
-def probe_store(connection_string: str):
-    """The app's storage client on a probe table of its own."""
-    from shared.storage import Store
-    return Store(connection_string, "benchprobe", connection_string)
+def probe_stores(connection_string: str):
+    """The app's table store and queue sender (its SDK clients), on a probe table of their own."""
+    from shared.storage.connections import parse_connection_string
+    from shared.storage.queues import QueueSender
+    from shared.storage.tables import TableStore
+    account = parse_connection_string(connection_string)
+    return TableStore(account, "benchprobe"), QueueSender(account)
 
 
 def table_op_latency(connection_string: str, samples: int = 300) -> dict:
-    """Round trip of one Azurite table read (point get of a small row), in ms: through the
-    app's own storage client (the reference), and through the Azure SDK for comparison."""
-    store = probe_store(connection_string)
+    """Round trip of one Azurite table read (point get of a small row) through the app's
+    table store (the SDK's TableClient), in ms, and the CPU it costs this process."""
+    store, _ = probe_stores(connection_string)
     store.upsert("Probe", {"PartitionKey": "p", "RowKey": "r", "Value": 1})
+    cpu = time.process_time()
     figures = median_and_p99(lambda: store.get("Probe", "p", "r"), samples)
-    client = TableServiceClient.from_connection_string(connection_string).get_table_client("benchprobeProbe")
-    sdk = median_and_p99(lambda: client.get_entity("p", "r"), samples)
-    return {**figures, "sdk_p50_ms": sdk["p50_ms"], "sdk_p99_ms": sdk["p99_ms"]}
+    return {**figures, "cpu_ms": round((time.process_time() - cpu) * 1000 / samples, 3)}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def longest_sequential_chain(events: list[tuple[float, float]]) -> int:
+    """How many of these requests (start, end) ran one after another at the most: the
+    sequential round trips of the path they served."""
+    chain, free_from = 0, float("-inf")
+    for start, end in sorted(events, key=lambda e: e[1]):
+        if start >= free_from:
+            chain, free_from = chain + 1, end
+    return chain
 
 
 class Stack:
     """Azurite in memory plus the app on the local host, on free loopback ports."""
 
-    def __init__(self, instances: int, env: dict | None = None, log_dir: Path | None = None):
+    def __init__(self, instances: int, env: dict | None = None, log_dir: Path | None = None, counted: bool = False):
+        """`counted`: the app reaches Azurite through counting proxies (one hop more: not for
+        timing figures)."""
         log_dir = log_dir or ROOT / "bench" / "results"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.azurite = start_azurite(ROOT, None, log_file=log_dir / "azurite.log")
+        self.proxies = {}
+        connection = self.azurite.connection_string
+        if counted:
+            self.proxies = {"blob": StorageProxy(self.azurite.blob_port, "blob"),
+                            "queue": StorageProxy(self.azurite.queue_port, "queue"),
+                            "table": StorageProxy(self.azurite.table_port, "table")}
+            connection = proxied_connection_string(ACCOUNT, ACCOUNT_KEY, self.proxies)
         settings = {"VM_PROVISIONING_SECONDS": "1", "BATCHPOOL_TABLE_PREFIX": "bench", "RUN_STALE_SECONDS": "30",
-                    "BILLING_SCHEDULE": "0 */1 * * * *",
+                    "BILLING_SCHEDULE": "0 */1 * * * *", "BLOB_HOST_ALLOWLIST": "127.0.0.1",
                     **(env or {})}
-        self.host = HostProcess(ROOT, self.azurite.connection_string, instances=instances,
+        self.host = HostProcess(ROOT, connection, instances=instances,
                                 log_path=log_dir / f"host-{instances}.log", extra_env=settings)
         self.api = Api(self.host.url, self.host.master_key)
-        self.blobs = Blobs(self.azurite.connection_string)
+        self.blobs = Blobs(connection)
+
+    def app_requests(self) -> dict[tuple[str, str], int]:
+        """Requests the app's own clients sent so far, by (service, method)."""
+        return {(service, method): count for service, proxy in self.proxies.items()
+                for (method, agent), count in proxy.counts.items() if agent == APP_AGENT}
+
+    def app_events(self, since: float, until: float) -> list[tuple[float, float]]:
+        return [(start, end) for proxy in self.proxies.values() for start, end, _, agent, _ in list(proxy.events)
+                if agent == APP_AGENT and since <= start and end <= until]
+
+    def job_status(self, tenant: dict, job_id: str) -> str:
+        """A job's status read straight from the app's table, not through the app (so that
+        waiting for it adds no app requests)."""
+        from azure.data.tables import TableClient
+        client = TableClient.from_connection_string(self.azurite.connection_string, "benchJobs")
+        return client.get_entity(f"{tenant['subscription']}|svc", job_id)["Status"]
 
     def tenant(self, vm_count: int, max_pools: int = 5) -> dict:
         tag = secrets.token_hex(3)
@@ -89,4 +137,6 @@ class Stack:
 
     def stop(self) -> None:
         self.host.stop()
+        for proxy in self.proxies.values():
+            proxy.stop()
         self.azurite.stop()

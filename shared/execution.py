@@ -20,6 +20,7 @@ message; the last slice commits the outputs and ends the job.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import importlib
@@ -29,6 +30,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
@@ -355,6 +357,37 @@ class _Slice:
         self.lease.write({**self.checkpoint(), "Committing": True})
         for output in self.outputs.values():
             output.commit()
+
+
+_runner_threads = None
+_runner_threads_lock = threading.Lock()
+
+
+def _runners() -> ThreadPoolExecutor:
+    global _runner_threads
+    with _runner_threads_lock:
+        if _runner_threads is None:
+            _runner_threads = ThreadPoolExecutor(get_settings().runner_threads, thread_name_prefix="runner")
+        return _runner_threads
+
+
+async def run_job_off_the_worker(partition: str, job_id: str) -> None:
+    """Run a slice on the app's own RUNNER_THREADS threads. The Python worker runs every sync
+    invocation on one shared pool; slices last up to RUN_SLICE_SECONDS, and on that pool they
+    would leave HTTP calls waiting. Awaited from an `async def` entry point, a slice holds
+    none of the worker's threads."""
+    await asyncio.get_running_loop().run_in_executor(_runners(), _run_job_failing_plainly, partition, job_id)
+
+
+def _run_job_failing_plainly(partition: str, job_id: str) -> None:
+    """run_job, with an exit raised inside it (a scorer calling sys.exit) turned into an
+    ordinary failure: re-raised on the event loop, it would stop the loop itself."""
+    try:
+        run_job(partition, job_id)
+    except Exception:
+        raise
+    except BaseException as error:
+        raise RuntimeError(f"the run stopped with {type(error).__name__}") from None
 
 
 def run_job(partition: str, job_id: str) -> None:

@@ -39,6 +39,7 @@ class Settings:
     scoring_chunk_rows: int
     result_sas_hours: int
     run_slice_seconds: int
+    runner_threads: int
 
     def host_account(self):
         """The host's storage account (a `StorageAccount`): the app's queues, and outputs the
@@ -80,4 +81,5 @@ def get_settings() -> Settings:
         scoring_chunk_rows=_int_setting("SCORING_CHUNK_ROWS", 50000, 100, 1000000),
         result_sas_hours=_int_setting("RESULT_SAS_HOURS", 24, 1, 168),
         run_slice_seconds=_int_setting("RUN_SLICE_SECONDS", 120, 1, 3600),
+        runner_threads=_int_setting("RUNNER_THREADS", 4, 1, 64),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,17 +20,20 @@ class StorageProxy:
         self.status_when_throttled = 503
         self.retry_after = 1
         self.counts: Counter = Counter()
+        self.events: list[tuple[float, float, str, str, str]] = []  # (start, end, method, user agent, path)
         self.throttled = 0
         self._lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # or each answer's body waits for a delayed ACK
 
             def log_message(self, *args):
                 pass
 
             def _relay(self):
+                began = time.perf_counter()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 agent = self.headers.get("User-Agent", "")
@@ -53,6 +57,9 @@ class StorageProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                with proxy._lock:
+                    proxy.events.append((began, time.perf_counter(), self.command, agent.split(" ")[0],
+                                         self.path.split("?")[0]))
 
             def _busy(self):
                 status = proxy.status_when_throttled

@@ -12,7 +12,8 @@ from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, unique, wait_for
 from tests.e2e.test_job_resilience import runner_pid
 from tests.e2e.test_jobs import census_csv, ready_pool
 
-SLICE_ENV = {**APP_ENV, "RUN_SLICE_SECONDS": "1"}
+# A worker pool of two threads, as tight as Azure's on a small plan: runs must not starve HTTP.
+SLICE_ENV = {**APP_ENV, "RUN_SLICE_SECONDS": "1", "PYTHON_THREADPOOL_THREAD_COUNT": "2"}
 ROWS = 3000  # 15 chunks of 200 rows
 
 
@@ -60,6 +61,20 @@ def test_a_killed_slice_resumes_from_its_checkpoint_with_identical_output(sliced
     assert after_kill and min(after_kill) >= offsets[2]
     assert blobs.get(*resumed.split("/", 1)) == blobs.get(*whole.split("/", 1))
     assert blobs.get(*whole.split("/", 1)).count(b"\n") == ROWS + 1
+
+
+def test_http_calls_are_answered_while_long_runs_go_on(sliced):
+    api, blobs, _, log_path = sliced
+    tenant = make_tenant(api)
+    pool = ready_pool(api, tenant, 4)
+    ids = [api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
+        "inputs/census-100.csv", f"outputs/{unique('long')}.csv", pool, SecondsPerChunk=8))[0] for _ in range(4)]
+    wait_for(lambda: all(claims(log_path, job_id) for job_id in ids), timeout=30)
+    # Four slices are scoring now, more than the worker has threads; its threads still answer.
+    statuses = [api.job(tenant.jobs, tenant.api_key, suffix=f"/{job_id}").json()["StatusCode"] for job_id in ids]
+    assert statuses == ["Running"] * 4
+    assert all(api.wait_job(tenant.jobs, tenant.api_key, job_id, timeout=60)["StatusCode"] == "Finished"
+               for job_id in ids)
 
 
 def test_a_chunk_slower_than_the_stale_limit_runs_once(sliced):
