@@ -46,6 +46,7 @@ def shared_transport() -> RequestsTransport:
     # costs about a fifth of an SDK call's CPU; with no proxy configured, read them once.
     uses_proxy = any(name.lower().endswith("_proxy") and value for name, value in os.environ.items())
     trusted = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = uses_proxy
     return RequestsTransport(session=session, session_owner=False, connection_timeout=CONNECTION_TIMEOUT_SECONDS,
                              read_timeout=READ_TIMEOUT_SECONDS, use_env_settings=uses_proxy,
                              connection_verify=trusted)
