@@ -13,30 +13,32 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common import Stack, use_storage
 
-from shared.rest import RestClient
+from shared.storage import clients
 
 
 class RequestCounter:
-    """Counts every request the app's storage client sends while it is in use."""
+    """Counts every request the app's SDK clients send (through their shared transport)
+    while it is in use."""
 
     def __init__(self):
         self.count = 0
         self._lock = threading.Lock()
-        self._request = RestClient.request
+        self._transport = clients.shared_transport()
+        self._send = self._transport.send
 
     def __enter__(self):
         counter = self
 
-        def counting_request(client, *args, **kwargs):
+        def counting_send(*args, **kwargs):
             with counter._lock:
                 counter.count += 1
-            return counter._request(client, *args, **kwargs)
+            return counter._send(*args, **kwargs)
 
-        RestClient.request = counting_request
+        self._transport.send = counting_send
         return self
 
     def __exit__(self, *_):
-        RestClient.request = self._request
+        self._transport.send = self._send
 
 
 def make_pools(stack: Stack, accounts: int, pools_each: int) -> None:

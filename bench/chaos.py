@@ -2,7 +2,9 @@
 
 Several host instances share one port and one Azurite; while client threads submit and start
 jobs on 5 pools and in the classic environment, a chaos thread SIGKILLs a random instance and
-starts a new one in its place, again and again. A sampler reads every pool meanwhile.
+starts a new one in its place, again and again; with throttles, the app reaches Azurite through
+fault-injecting proxies that, for a few seconds at a time, answer every request 503 ServerBusy
+(tables: 429) with Retry-After. A sampler reads every pool meanwhile.
 Afterwards it checks, and prints: every job ended exactly once and stays ended, none lost;
 every Finished job's output is there; busy VMs never exceeded provisioned VMs in any sample;
 jobs started one after another by one client started in that order on their pool; and each
@@ -20,7 +22,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import ROOT, Api, Blobs, HostProcess, start_azurite, wait_for
+from common import (ACCOUNT, ACCOUNT_KEY, ROOT, Api, Blobs, HostProcess, StorageProxy, proxied_connection_string,
+                    start_azurite, wait_for)
 
 from samples import census
 
@@ -30,15 +33,37 @@ ENV = {"VM_PROVISIONING_SECONDS": "1", "BATCHPOOL_TABLE_PREFIX": "chaos", "CLASS
        "BILLING_SCHEDULE": "*/2 * * * * *"}
 
 
-def retried(call, tries: int = 8):
-    """A call that hit an instance as it was killed is sent again."""
+THROTTLE_SECONDS = (1.0, 3.0)
+
+
+class Throttled(Exception):
+    """The service answered 503: storage was throttling, nothing was done."""
+
+
+def retried(call, tries: int = 20, unavailable: list | None = None):
+    """A call that hit an instance as it was killed, or a 503 while storage throttled, is
+    sent again (each 503 is counted in `unavailable`)."""
     for attempt in range(tries):
         try:
             return call()
+        except Throttled:
+            if unavailable is not None:
+                unavailable.append(1)
+            if attempt == tries - 1:
+                raise
+            time.sleep(1.0)
         except Exception:
             if attempt == tries - 1:
                 raise
             time.sleep(0.2)
+
+
+def answered(response):
+    """The response, unless it is the 503 of a throttled storage account (then Throttled)."""
+    if response.status_code == 503:
+        raise Throttled()
+    response.raise_for_status()
+    return response
 
 
 def parse(moment: str):
@@ -76,14 +101,21 @@ class Cluster:
 
 
 def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk: float = 0.05,
-        log_dir=None, seed: int = 1, out=print) -> dict:
+        log_dir=None, seed: int = 1, out=print, throttles: int = 0) -> dict:
     log_dir = log_dir or ROOT / "bench" / "results"
     log_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     azurite = start_azurite(ROOT, None, log_file=log_dir / "azurite-chaos.log")
-    cluster = Cluster(azurite.connection_string, instances, log_dir)
+    proxies, connection = {}, azurite.connection_string
+    if throttles:
+        proxies = {"blob": StorageProxy(azurite.blob_port, "blob"), "queue": StorageProxy(azurite.queue_port, "queue"),
+                   "table": StorageProxy(azurite.table_port, "table")}
+        proxies["table"].status_when_throttled = 429
+        connection = proxied_connection_string(ACCOUNT, ACCOUNT_KEY, proxies)
+    cluster = Cluster(connection, instances, log_dir)
     api = Api(f"http://127.0.0.1:{cluster.port}", cluster.keys[0])
-    blobs = Blobs(azurite.connection_string)
+    blobs = Blobs(connection)
+    unavailable = []
     try:
         blobs.put("inputs", "chaos.csv", "".join(census.generate_csv(250, seed=5)).encode())
         account = api.put_account("chaos", "chaos-sub", 5, 8).json()
@@ -100,8 +132,9 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
             while not stop.is_set():
                 for pool in pools:
                     try:
-                        state = api.call("GET", f"/api/accounts/chaos/pools/{pool}", key=account["PrimaryKey"]).json()
-                    except Exception:
+                        state = answered(api.call("GET", f"/api/accounts/chaos/pools/{pool}",
+                                                  key=account["PrimaryKey"])).json()
+                    except Exception:  # an instance being killed, or storage throttling: sample again
                         continue
                     busy = [vm["JobId"] for vm in state["Vms"] if vm["State"] in ("Busy", "Draining")]
                     live = sum(vm["State"] != "Deleted" for vm in state["Vms"])
@@ -110,12 +143,26 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
                         violations.append((pool, busy, live))
                 time.sleep(0.2)
 
+        def throttle_for_a_while():
+            for proxy in proxies.values():
+                proxy.throttling.set()
+            time.sleep(rng.uniform(*THROTTLE_SECONDS))
+            for proxy in proxies.values():
+                proxy.throttling.clear()
+
         def chaos():
+            events = ["kill"] * kills + ["throttle"] * throttles
+            rng.shuffle(events)
             done = 0
-            while done < kills and not stop.is_set():
+            for event in events:
+                if stop.is_set():
+                    break
                 time.sleep(rng.uniform(1.0, 3.0))
-                cluster.kill_one(rng)
-                done += 1
+                if event == "kill":
+                    cluster.kill_one(rng)
+                    done += 1
+                else:
+                    throttle_for_a_while()
             return done
 
         placements = [rng.choice(pools + [None]) for _ in range(jobs)]
@@ -127,9 +174,11 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
                 pool = placements[index]
                 body = blobs.job_body("inputs/chaos.csv", f"outputs/chaos-{index}.csv", pool,
                                       SecondsPerChunk=seconds_per_chunk)
-                job_id = retried(lambda: api.job(jobs_path, api_key, "POST", body=body).json())
+                job_id = retried(lambda: answered(api.job(jobs_path, api_key, "POST", body=body)).json(),
+                                 unavailable=unavailable)
                 # Start is idempotent: a start lost with a killed instance is sent again, same job.
-                retried(lambda: api.job(jobs_path, api_key, "POST", f"/{job_id}/start").raise_for_status())
+                retried(lambda: answered(api.job(jobs_path, api_key, "POST", f"/{job_id}/start")),
+                        unavailable=unavailable)
                 mine.append((index, job_id, pool))
             submitted[number] = mine
 
@@ -143,7 +192,7 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         every = [entry for mine in submitted.values() for entry in mine]
 
         def status(job_id):
-            return api.job(jobs_path, api_key, suffix=f"/{job_id}").json()
+            return retried(lambda: answered(api.job(jobs_path, api_key, suffix=f"/{job_id}")).json())
 
         finals = {}
         deadline = time.monotonic() + 600
@@ -185,6 +234,8 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         codes = [f["StatusCode"] for f in finals.values()]
         figures = {
             "jobs": len(every), "instances": instances, "kills": killed, "seconds": round(elapsed, 1),
+            "throttles": throttles, "throttled_storage_requests": sum(p.throttled for p in proxies.values()),
+            "calls_answered_503": len(unavailable),
             "ended": len(finals), "lost": len(every) - len(finals),
             "finished": codes.count("Finished"), "failed": codes.count("Failed"), "cancelled": codes.count("Cancelled"),
             "rerun_after_a_kill": sum(1 for f in finals.values() if f["Attempts"] > 1),
@@ -198,6 +249,8 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         return figures
     finally:
         cluster.stop()
+        for proxy in proxies.values():
+            proxy.stop()
         azurite.stop()
 
 
@@ -206,8 +259,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--instances", type=int, default=4)
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--throttles", type=int, default=10, help="windows of a few seconds of storage throttling")
     args = parser.parse_args(argv)
-    return run(args.jobs, args.instances, args.kills)
+    return run(args.jobs, args.instances, args.kills, throttles=args.throttles)
 
 
 if __name__ == "__main__":

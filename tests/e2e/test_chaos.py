@@ -9,8 +9,8 @@ import chaos  # noqa: E402
 
 
 def test_short_chaos_run_loses_nothing(logs_dir):
-    figures = chaos.run(jobs=120, instances=3, kills=6, log_dir=logs_dir, out=lambda _: None)
-    assert figures["kills"] == 6
+    figures = chaos.run(jobs=120, instances=3, kills=6, log_dir=logs_dir, out=lambda _: None, throttles=2)
+    assert figures["kills"] == 6 and figures["throttled_storage_requests"] > 0
     assert figures["lost"] == 0 and figures["ended"] == figures["jobs"] == 120
     assert figures["finished"] == 120, figures["failed_details"]
     assert figures["changed_after_ending"] == 0
