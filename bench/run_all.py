@@ -13,26 +13,36 @@ import chaos  # noqa: E402
 import dispatch  # noqa: E402
 import jobs  # noqa: E402
 import scoring  # noqa: E402
+import sdk_modes  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def table(figures: dict) -> str:
     one, four = figures["jobs"]["one_instance"], figures["jobs"]["four_instances"]
+    counted, modes = figures["jobs"]["requests"], figures["sdk_modes"]
+    read, floor, latency = one["azurite_table_read"], one["floor"], one["submit_to_running"]
     rows = [
-        ("one Azurite table read, app's client, p50 / p99", f"{one['azurite_table_read']['p50_ms']} / "
-                                                           f"{one['azurite_table_read']['p99_ms']} ms"),
-        ("one Azurite table read, Azure SDK, p50 / p99", f"{one['azurite_table_read']['sdk_p50_ms']} / "
-                                                         f"{one['azurite_table_read']['sdk_p99_ms']} ms"),
-        ("submit-to-Running p50 / p99 (1 instance)", f"{one['submit_to_running']['p50_ms']} / "
-                                                     f"{one['submit_to_running']['p99_ms']} ms = "
-                                                     f"{one['submit_to_running']['in_table_reads']} app-client reads"
-                                                     f" = {one['submit_to_running']['in_sdk_table_reads']} SDK reads"),
+        ("one Azurite table read through the SDK, p50 / p99, CPU", f"{read['p50_ms']} / {read['p99_ms']} ms, "
+                                                                  f"{read['cpu_ms']} ms CPU"),
+        ("submit-to-Running p50 / p99 (1 instance)", f"{latency['p50_ms']} / {latency['p99_ms']} ms = "
+                                                     f"{latency['over_floor']}x its floor"),
         ("  its floor: 2 storage-free job calls + insert + 2-row transaction + queue message",
-         f"{one['floor']['sum_of_p50s_ms']} ms = {one['floor']['in_table_reads']} app-client reads = "
-         f"{one['floor']['in_sdk_table_reads']} SDK reads"),
-        ("trivial jobs, 16-VM pool, 1 instance", f"{one['throughput']['jobs_per_second']} jobs/s"),
-        ("trivial jobs, 16-VM pool, 4 instances", f"{four['throughput']['jobs_per_second']} jobs/s"),
+         f"{floor['sum_of_p50s_ms']} ms"),
+        ("  sequential storage round trips, p50 / max",
+         f"{counted['submit_to_running_sequential_round_trips']['p50']} / "
+         f"{counted['submit_to_running_sequential_round_trips']['max']}"),
+        ("app storage requests per trivial job, end to end", f"{counted['per_job']} "
+         f"({', '.join(f'{k} {v}' for k, v in counted['per_job_by_kind'].items() if v)})"),
+        ("trivial jobs, 16-VM pool, 1 instance", f"{one['throughput']['jobs_per_second']} jobs/s, "
+                                                 f"{one['throughput']['app_cpu_ms_per_job']} ms app CPU per job"),
+        ("trivial jobs, 16-VM pool, 4 instances", f"{four['throughput']['jobs_per_second']} jobs/s, "
+                                                  f"{four['throughput']['app_cpu_ms_per_job']} ms app CPU per job"),
+        (f"{modes['callers']} callers reading a table: sync clients on threads",
+         f"{modes['sync_threads']['reads_per_second']} reads/s, {modes['sync_threads']['cpu_ms_per_read']} ms CPU/read"),
+        (f"{modes['callers']} callers reading a table: async clients on one loop",
+         f"{modes['async_event_loop']['reads_per_second']} reads/s, "
+         f"{modes['async_event_loop']['cpu_ms_per_read']} ms CPU/read"),
     ]
     for depth, line in figures["dispatch"]["by_waiting_jobs"].items():
         rows.append((f"dispatch per job, {int(depth):,} waiting, p50 / p99", f"{line['p50_ms']} / {line['p99_ms']} ms"))
@@ -50,8 +60,11 @@ def table(figures: dict) -> str:
         rows.append(("  pandas read + write only, same CSV", f"{plain['rows_per_second']:,} rows/s, "
                                                              f"peak {plain['peak_rss_mb']} MB"))
     run = figures["chaos"]
-    rows.append((f"chaos: {run['jobs']} jobs, {run['instances']} instances, {run['kills']} kills",
-                 f"{run['finished']} finished, {run['lost']} lost, {run['rerun_after_a_kill']} re-run after a kill, "
+    rows.append((f"chaos: {run['jobs']} jobs, {run['instances']} instances, {run['kills']} kills, "
+                 f"{run['throttles']} throttling windows",
+                 f"{run['finished']} finished, {run['failed']} failed, {run['lost']} lost, "
+                 f"{run['throttled_storage_requests']} storage requests throttled, "
+                 f"{run['calls_answered_503']} calls answered 503, {run['rerun_after_a_kill']} re-run after a kill, "
                  f"{run['busy_over_provisioned_samples']} busy>provisioned, {run['fifo_breaks']} FIFO breaks, "
                  f"billing mismatches {run['pools_billing_mismatch']}, {run['seconds']} s"))
     width = max(len(name) for name, _ in rows)
@@ -61,7 +74,7 @@ def table(figures: dict) -> str:
 def main() -> None:
     started = time.time()
     figures = {"jobs": jobs.main([]), "billing": billing.main([]), "dispatch": dispatch.main([]),
-               "scoring": scoring.main([]), "chaos": chaos.main([])}
+               "scoring": scoring.main([]), "sdk_modes": sdk_modes.main([]), "chaos": chaos.main([])}
     figures["seconds"] = round(time.time() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(figures, indent=2))

@@ -31,6 +31,9 @@ def pool_key(pool_id: str) -> str:
 POOL_PREFIX = "pool|"
 
 
+VM_PREFIX = "vm|"
+
+
 def vm_prefix(pool_id: str) -> str:
     return f"vm|{pool_id}|"
 

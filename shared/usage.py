@@ -115,14 +115,13 @@ def _commit_groups(partition_pools: list[tuple[dict, list[tuple]]]) -> int:
 
 
 def accrue_partition(pools: list[dict], now: dt.datetime) -> int:
-    """Accrue the pools of one partition: a range read of each pool's VMs, then shared
+    """Accrue the pools of one partition: one range read of the partition's VMs, then shared
     transactions. Returns the storage requests it took."""
-    store = get_store()
-    prepared = []
-    for pool in pools:
-        pool_vms = store.rows(POOLS, pool["PartitionKey"], layout.vm_prefix(pool["PoolId"]))
-        prepared.append((pool, accrual_operations(pool, pool_vms, now)))
-    return len(pools) + _commit_groups(prepared)
+    by_pool: dict[str, list[dict]] = {}
+    for vm in get_store().rows(POOLS, pools[0]["PartitionKey"], layout.VM_PREFIX):
+        by_pool.setdefault(vm["PoolId"], []).append(vm)
+    prepared = [(pool, accrual_operations(pool, by_pool.get(pool["PoolId"], []), now)) for pool in pools]
+    return 1 + _commit_groups(prepared)
 
 
 def _auto_scale_down(pool: dict, pool_vms: list[dict], now: dt.datetime) -> list[tuple]:
@@ -145,8 +144,8 @@ def _auto_scale_down(pool: dict, pool_vms: list[dict], now: dt.datetime) -> list
 
 
 def accrue_all(now: dt.datetime | None = None) -> dict:
-    """One BillingTimer tick over every pool not yet fully billed: one range read per pool,
-    shared transactions per partition, partitions side by side."""
+    """One BillingTimer tick over every pool not yet fully billed: one range read of VMs per
+    partition, shared transactions per partition, partitions side by side."""
     now = now or clock.utcnow()
     store = get_store()
     pools = [p for p in store.scan(POOLS, layout.POOL_PREFIX, "BillingDone eq @done", {"done": False})

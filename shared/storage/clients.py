@@ -15,6 +15,7 @@ import functools
 
 import email.utils
 import os
+import threading
 import time
 
 import requests
@@ -50,6 +51,25 @@ def shared_transport() -> RequestsTransport:
     return RequestsTransport(session=session, session_owner=False, connection_timeout=CONNECTION_TIMEOUT_SECONDS,
                              read_timeout=READ_TIMEOUT_SECONDS, use_env_settings=uses_proxy,
                              connection_verify=trusted)
+
+
+class OnFirstUse:
+    """Clients of named resources (tables, queues), each made, and created in storage, the
+    first time this process asks for it."""
+
+    def __init__(self, make):
+        self._make = make
+        self._made = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str):
+        client = self._made.get(name)
+        if client is None:
+            with self._lock:
+                client = self._made.get(name)
+                if client is None:
+                    client = self._made[name] = self._make(name)
+        return client
 
 
 def retry_after_seconds(headers, now: float | None = None) -> float | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import TextBase64EncodePolicy
@@ -16,23 +15,17 @@ from shared.storage.connections import StorageAccount
 
 class QueueSender:
     def __init__(self, account: StorageAccount):
-        self._service = clients.queue_service(account)
-        self._queues = {}
-        self._lock = threading.Lock()
+        service = clients.queue_service(account)
 
-    def _queue(self, name: str):
-        client = self._queues.get(name)
-        if client is None:
-            with self._lock:
-                client = self._queues.get(name)
-                if client is None:
-                    client = self._service.get_queue_client(name, message_encode_policy=TextBase64EncodePolicy())
-                    try:
-                        client.create_queue()
-                    except ResourceExistsError:
-                        pass
-                    self._queues[name] = client
-        return client
+        def made(name: str):
+            client = service.get_queue_client(name, message_encode_policy=TextBase64EncodePolicy())
+            try:
+                client.create_queue()
+            except ResourceExistsError:
+                pass
+            return client
+
+        self._queue = clients.OnFirstUse(made)
 
     def send(self, queue: str, payload: dict, delay_seconds: int = 0) -> None:
         """Put a JSON message on a queue, visible after `delay_seconds`."""

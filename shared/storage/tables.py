@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import random
-import threading
 import time
 from typing import Callable, Iterable, TypeVar
 
@@ -93,20 +92,8 @@ class TableStore:
     """The app's tables of one storage account, each created on first use."""
 
     def __init__(self, account: StorageAccount, prefix: str):
-        self._service = clients.table_service(account)
-        self._prefix = prefix
-        self._tables = {}
-        self._lock = threading.Lock()
-
-    def _table(self, name: str):
-        client = self._tables.get(name)
-        if client is None:
-            with self._lock:
-                client = self._tables.get(name)
-                if client is None:
-                    client = self._service.create_table_if_not_exists(self._prefix + name)
-                    self._tables[name] = client
-        return client
+        service = clients.table_service(account)
+        self._table = clients.OnFirstUse(lambda name: service.create_table_if_not_exists(prefix + name))
 
     def get(self, table: str, partition: str, row: str) -> dict | None:
         try:
