@@ -70,7 +70,7 @@ def test_sync_invocations_of_every_trigger_share_one_pool(strict_host, azurite):
 
 
 def test_an_async_entry_point_runs_on_the_event_loop_while_the_pool_is_busy(strict_host):
-    holders = [threading.Thread(target=_get, args=(strict_host, "slow?seconds=3")) for _ in range(THREADS)]
+    holders = [threading.Thread(target=_get, args=(strict_host, "slow?seconds=6")) for _ in range(THREADS)]
     for holder in holders:
         holder.start()
     answer = wait_for(lambda: (a := _get(strict_host, "async").json())["sync_running"] == THREADS and a, timeout=10)
@@ -92,7 +92,7 @@ def test_function_timeout_fails_the_invocation_and_restarts_the_worker(strict_ho
     after = wait_for(lambda: _pid_or_none(strict_host), timeout=60)
     assert after != before
     log = strict_host.log_path.read_text()
-    assert log.count("Timeout value of 00:00:04 exceeded by function 'Slow'") == 1
+    assert log.count("Timeout value of 00:00:08 exceeded by function 'Slow'") == 1
     assert _get(strict_host, "slow?seconds=0").status_code == 200
 
 
