@@ -37,7 +37,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestE
 
 from shared import bes, clock, dispatch, records, runs, services
 from shared.settings import get_settings
-from shared.storage import (JOBS, POOLS, BlobFile, WriteConflict, blob_endpoint, blob_file, ensure_container,
+from shared.storage import (POOLS, BlobFile, WriteConflict, blob_endpoint, blob_file, ensure_container,
                             get_queues, get_store, location_account)
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,8 @@ class _Lease:
     heartbeat thread and the runner never race each other), and a heartbeat thread renews it
     and ends the job when its time is up."""
 
-    def __init__(self, run: dict, runner_id: str, stale_seconds: int, timeout_seconds: int):
+    def __init__(self, run: dict, stale_seconds: int, timeout_seconds: int):
         self.run = run
-        self.runner_id = runner_id
         self.timeout = dt.timedelta(seconds=timeout_seconds)
         self.beat_every = min(HEARTBEAT_EVERY, stale_seconds / 3)
         self.lock = threading.Lock()
@@ -410,7 +409,7 @@ def run_job(partition: str, job_id: str) -> None:
         if _end(run, runs.FAILED, timeout_details(timeout)):
             log.warning("job timed out job=%s", job_id)
         return
-    lease = _Lease(run, runner_id, settings.run_stale_seconds, timeout_seconds)
+    lease = _Lease(run, settings.run_stale_seconds, timeout_seconds)
     lease.start()
     try:
         outcome = _run_slice(lease, scorer, settings)
