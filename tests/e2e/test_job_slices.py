@@ -96,15 +96,15 @@ def test_a_cancelled_run_commits_no_output(sliced):
     output = f"outputs/{unique('cancelled')}.csv"
     job_id, started = api.run_job(tenant.jobs, tenant.api_key,
                                   blobs.job_body("inputs/census-3000.csv", output, pool, SecondsPerChunk=0.2))
-    assert started["StatusCode"] == "Running"
+    assert started["StatusCode"] == "Running", started
     wait_for(lambda: claims(log_path, job_id), timeout=20)
     cancelled = api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{job_id}")
-    assert cancelled.status_code == 200 and cancelled.json()["StatusCode"] == "Cancelled"
+    assert cancelled.status_code == 200 and cancelled.json()["StatusCode"] == "Cancelled", cancelled.text
     # The runner notices at its next chunk, or the next slice finds the run ended.
     wait_for(lambda: re.search(rf"run (stopped|message skipped) job={job_id} ", log_path.read_text()), timeout=30)
-    assert blobs.get(*output.split("/", 1)) is None
+    assert blobs.get(*output.split("/", 1)) is None, "a cancelled job's output was committed"
     pool_state = api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()
-    assert pool_state["VmCounts"]["Idle"] == 1
+    assert pool_state["VmCounts"]["Idle"] == 1, pool_state
 
 
 def test_a_job_over_its_timeout_ends_failed_with_its_vm_freed(sliced):
