@@ -1,6 +1,7 @@
 """The whole seed flow with identity-based storage only: Azurite over HTTPS in OAuth mode, the
 app's connections given as service URIs with `credential=managedidentity`, tokens from a
 managed identity endpoint, and no account key anywhere in the app's settings."""
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -107,7 +108,9 @@ def test_the_seed_flow_with_identity_storage_only(identity_host, oauth_azurite, 
     pool = wait_for(lambda: (p := api.call("GET", f"{tenant.pools}/pool1", key=tenant.primary).json())
                     ["State"] == "Steady" and p, timeout=30)
     billed = pool["ComputeSeconds"]
-    assert billed >= 1
+    [vm] = pool["Vms"]
+    assert vm["State"] == "Deleted" and billed == round(
+        (dt.datetime.fromisoformat(vm["DeletedAt"]) - dt.datetime.fromisoformat(vm["ProvisionedAt"])).total_seconds())
     usage = wait_for(lambda: (u := api.call("GET", f"/api/accounts/{tenant.account_id}/usage",
                                             key=tenant.primary).json())["Total"]["VmSeconds"] == billed and u,
                      timeout=30)
