@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from shared.errors import InvalidRequest
 from shared.storage.connections import InvalidConnection
-from shared.storage.connections import parse_connection_string as account_of_connection_string
+from shared.storage.connections import parse_connection_string as connection_account
 from shared.validation import is_valid_id, only_fields
 
 CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
@@ -48,17 +48,6 @@ class JobRequest:
     pool_id: str | None
 
 
-def parse_connection_string(text: str) -> dict[str, str]:
-    parts = {}
-    for item in text.split(";"):
-        if item.strip():
-            key, separator, value = item.partition("=")
-            if not separator:
-                raise ValueError(item)
-            parts[key.strip()] = value.strip()
-    return parts
-
-
 def parse_location(value, where: str) -> Location:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{where} must be an object with ConnectionString and RelativeLocation", "InvalidLocation")
@@ -74,16 +63,7 @@ def parse_location(value, where: str) -> Location:
     if not isinstance(connection, str) or not connection.strip():
         raise InvalidRequest(f"{where}.ConnectionString must be a storage connection string", "InvalidLocation")
     try:
-        parts = parse_connection_string(connection)
-    except ValueError:
-        raise InvalidRequest(f"{where}.ConnectionString is not of the form Key=Value;Key=Value", "InvalidLocation") from None
-    has_account = "AccountName" in parts or parts.get("UseDevelopmentStorage", "").lower() == "true" \
-        or "BlobEndpoint" in parts
-    if not has_account:
-        raise InvalidRequest(f"{where}.ConnectionString names no storage account (AccountName or BlobEndpoint)",
-                             "InvalidLocation")
-    try:
-        account_of_connection_string(connection)
+        connection_account(connection).endpoint("blob")
     except InvalidConnection as error:
         raise InvalidRequest(f"{where}.ConnectionString: {error}", "InvalidLocation") from None
     if base and urlsplit(base).scheme not in ("http", "https"):

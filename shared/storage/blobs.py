@@ -41,8 +41,6 @@ class BlobFile:
     """One blob. Building one does no I/O; each write method is one request."""
 
     def __init__(self, account: StorageAccount, container: str, blob: str):
-        self.account = account
-        self.container = container
         self._client = _service_of(account).get_blob_client(container, blob)
 
     def read_from(self, offset: int = 0) -> tuple[int, Iterator[bytes]] | None:

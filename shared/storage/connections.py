@@ -75,9 +75,12 @@ def parse_connection_string(connection_string: str) -> StorageAccount:
     from the account name and suffix, or the local emulator's (`UseDevelopmentStorage=true`)."""
     fields = {}
     for part in (connection_string or "").split(";"):
-        if "=" in part:
-            name, value = part.split("=", 1)
-            fields[name.strip().lower()] = value.strip()
+        if not part.strip():
+            continue
+        name, separator, value = part.partition("=")
+        if not separator:
+            raise InvalidConnection("the storage connection string is not of the form Key=Value;Key=Value")
+        fields[name.strip().lower()] = value.strip()
     if fields.get("usedevelopmentstorage", "").lower() == "true":
         return StorageAccount(DEVELOPMENT_ACCOUNT, tuple((s, f"http://127.0.0.1:{p}/{DEVELOPMENT_ACCOUNT}")
                                                          for s, p in _DEVELOPMENT_PORTS.items()), key=DEVELOPMENT_KEY)

@@ -33,7 +33,7 @@ def test_endpoints_from_account_and_suffix_and_sas():
     assert sas_account("https://acct.blob.core.windows.net/", "?sv=2&sig=y").sas == "sv=2&sig=y"
 
 
-@pytest.mark.parametrize("text", ["", "Foo=bar", "AccountName=a;AccountKey=not base64!"])
+@pytest.mark.parametrize("text", ["", "Foo=bar", "AccountName=a;AccountKey=not base64!", "AccountName=a;junk"])
 def test_unusable_connection_strings_are_refused(text):
     with pytest.raises(InvalidConnection):
         parse_connection_string(text)

@@ -39,6 +39,8 @@ def test_inputs_by_name_and_sas_locations():
     ({"Input": location("UPPER/x"), "Outputs": {"output1": location()}}, "InvalidLocation"),
     ({"Input": location("onlycontainer"), "Outputs": {"output1": location()}}, "InvalidLocation"),
     ({"Input": location(ConnectionString="junk"), "Outputs": {"output1": location()}}, "InvalidLocation"),
+    ({"Input": location(ConnectionString="TableEndpoint=https://a.table.core.windows.net;AccountKey=a2V5"),
+      "Outputs": {"output1": location()}}, "InvalidLocation"),
     ({"Input": location(), "Outputs": {"output1": location("cout/same.csv"), "output2": location("cout/same.csv")}},
      "InvalidLocation"),
     ({"Input": location(), "Outputs": {"output1": location()}, "GlobalParameters": {"x": None}}, "InvalidValue"),
