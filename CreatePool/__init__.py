@@ -7,6 +7,6 @@ from shared import accounts, api, pools
 def main(req: func.HttpRequest) -> func.HttpResponse:
     def create():
         account = accounts.authenticate(req.route_params["accountId"], api.bearer_token(req))
-        return pools.create_pool(account, api.json_body(req), api.base_url(req))
+        return pools.create_pool(account, api.json_body(req), api.base_url())
 
-    return api.respond(create)
+    return api.respond(req, create)

@@ -5,4 +5,4 @@ from shared import api, usage
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(lambda: usage.plan_report(req.route_params["billingPlanId"], req.params))
+    return api.respond(req, lambda: usage.plan_report(req.route_params["billingPlanId"], req.params))

@@ -5,5 +5,5 @@ from shared import accounts, api, pools
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(lambda: pools.get_pool(
+    return api.respond(req, lambda: pools.get_pool(
         accounts.authenticate(req.route_params["accountId"], api.bearer_token(req)), req.route_params["poolId"]))

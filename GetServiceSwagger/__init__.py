@@ -8,6 +8,6 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
     def describe():
         service = services.authenticate(req.route_params["subscriptionId"], req.route_params["serviceId"],
                                         api.bearer_token(req))
-        return services.swagger(service, api.base_url(req))
+        return services.swagger(service, api.base_url())
 
-    return api.respond(describe)
+    return api.respond(req, describe)

@@ -5,5 +5,5 @@ from shared import accounts, api, usage
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(lambda: usage.account_report(
+    return api.respond(req, lambda: usage.account_report(
         accounts.authenticate(req.route_params["accountId"], api.bearer_token(req)), req.params))

@@ -5,5 +5,5 @@ from shared import accounts, api, pools
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(lambda: pools.list_pools(
+    return api.respond(req, lambda: pools.list_pools(
         accounts.authenticate(req.route_params["accountId"], api.bearer_token(req))))

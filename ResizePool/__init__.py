@@ -9,4 +9,4 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
         account = accounts.authenticate(req.route_params["accountId"], api.bearer_token(req))
         return pools.resize_pool(account, req.route_params["poolId"], api.json_body(req))
 
-    return api.respond(resize)
+    return api.respond(req, resize)

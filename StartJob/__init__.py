@@ -5,5 +5,5 @@ from shared import api, jobs
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(lambda: jobs.start_job(jobs.authorize(req.route_params, req.params, api.bearer_token(req)),
+    return api.respond(req, lambda: jobs.start_job(jobs.authorize(req.route_params, req.params, api.bearer_token(req)),
                                               req.route_params["jobId"]))

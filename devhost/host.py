@@ -19,6 +19,15 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_LEASE_SECONDS = 600
 
 
+def site_hostname(host: str, port: int) -> str:
+    """`host:port` the site answers on; a wildcard bind is reached as localhost."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
 class HostInstance:
     def __init__(self, app_root: Path, keys: HostKeys, host: str, port: int):
         self.app_root = app_root.resolve()
@@ -26,6 +35,8 @@ class HostInstance:
         self.settings = config.load_settings(self.app_root)
         # App settings become environment variables of the worker, as in Azure.
         os.environ.update(self.settings)
+        # The site's own address, as Azure and Core Tools give it to the app.
+        os.environ["WEBSITE_HOSTNAME"] = site_hostname(host, port)
         self.functions, errors = config.load_functions(self.app_root, self.host_config, self.settings)
         for name, error in errors.items():
             log.error("function disabled function=%s error=%s", name, error)

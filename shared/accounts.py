@@ -1,13 +1,14 @@
 """Batch Pool accounts: quotas set by the operator, and the two keys their owner calls with."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from shared import clock, secrets
+from shared import clock, layout, secrets
 from shared.api import ROUTE_PREFIX
 from shared.errors import Conflict, NotFound, Unauthorized
-from shared.storage import ACCOUNTS, get_store, retry_on_conflict
+from shared.storage import ACCOUNTS, POOLS, get_store, retry_on_conflict
 from shared.validation import int_field, only_fields, require_id, str_field
 from shared.vms import MAX_VMS_PER_POOL
 
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 MAX_POOLS_CEILING = 1000
 KEY_NAMES = ("primary", "secondary")
 ROW = "account"
+# A subscription claimed by a create that never wrote its account is free again after this.
+ABANDONED_CLAIM = dt.timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ def put_account(account_id: str, body: dict, base_url: str):
     def attempt():
         entity = store.get(ACCOUNTS, account_id, ROW)
         if entity is None:
+            _claim_subscription(subscription_id, account_id)
             primary, secondary = secrets.new_key(), secrets.new_key()
             entity = {"PartitionKey": account_id, "RowKey": ROW, "SubscriptionId": subscription_id,
                       "MaxPools": max_pools, "MaxVmsPerPool": max_vms, "CreatedAt": clock.utcnow(),
@@ -74,6 +78,28 @@ def put_account(account_id: str, body: dict, base_url: str):
         return 200, _view(entity, base_url)
 
     return retry_on_conflict(attempt)
+
+
+def _claim_subscription(subscription_id: str, account_id: str) -> None:
+    """Make `account_id` the one account of the subscription, or refuse with 409. The claim is
+    written before the account, so a create that stopped half way leaves a claim naming an
+    account that does not exist; such a claim is taken over."""
+    store = get_store()
+    now = clock.utcnow()
+    owner = store.get(POOLS, subscription_id, layout.OWNER_ROW)
+    if owner is None:
+        store.insert(POOLS, {"PartitionKey": subscription_id, "RowKey": layout.OWNER_ROW, "AccountId": account_id,
+                             "ClaimedAt": now})
+        return
+    if owner["AccountId"] == account_id:
+        return
+    abandoned = now - owner["ClaimedAt"] > ABANDONED_CLAIM and store.get(ACCOUNTS, owner["AccountId"], ROW) is None
+    if not abandoned:
+        raise Conflict(f"subscription {subscription_id} already has a Batch Pool account; a subscription has "
+                       "one account, whose pools any web service of the subscription can use",
+                       "SubscriptionHasAccount")
+    owner.update({"AccountId": account_id, "ClaimedAt": now})
+    store.replace(POOLS, owner)
 
 
 def get_account(account_id: str, base_url: str) -> dict:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from typing import Callable
-from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared.errors import (BatchPoolError, InvalidRequest, PayloadTooLarge, Unauthorized,
+from shared.errors import (BatchPoolError, InvalidRequest, NotFound, PayloadTooLarge, Unauthorized,
                            UnsupportedMediaType)
 from shared.settings import get_settings
 from shared.storage import storage_guard
+from shared.validation import ID_RULE, is_valid_id
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,21 @@ def error_response(error: BatchPoolError) -> func.HttpResponse:
     return json_response({"error": {"code": error.code, "message": error.message}}, error.status)
 
 
-def respond(operation: Callable[[], object], status: int = 200) -> func.HttpResponse:
-    """Run one operation; its result is the JSON body, or (status, body[, headers])."""
+def check_route_ids(req: func.HttpRequest) -> None:
+    """Every id in the route follows the id rule before anything reads storage with it: a
+    malformed id names nothing (404), or cannot be created (400 on PUT)."""
+    for name, value in (req.route_params or {}).items():
+        if not is_valid_id(value):
+            if req.method.upper() == "PUT":
+                raise InvalidRequest(f"{name} must be {ID_RULE}", "InvalidId")
+            raise NotFound(f"no such {name}: ids are {ID_RULE}", "NotFound")
+
+
+def respond(req: func.HttpRequest, operation: Callable[[], object], status: int = 200) -> func.HttpResponse:
+    """Run one operation for a request whose route ids are checked first; its result is the
+    JSON body, or (status, body[, headers])."""
     try:
+        check_route_ids(req)
         result = storage_guard(operation)
     except BatchPoolError as error:
         return error_response(error)
@@ -61,6 +73,8 @@ def json_body(req: func.HttpRequest) -> dict:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidRequest(f"the body is not valid JSON: {error}", "InvalidJson") from None
+    except RecursionError:
+        raise InvalidRequest("the body's JSON is nested too deeply", "InvalidJson") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object", "InvalidJson")
     return data
@@ -74,10 +88,9 @@ def bearer_token(req: func.HttpRequest) -> str:
     return token.strip()
 
 
-def base_url(req: func.HttpRequest) -> str:
-    """The app's public base URL: PUBLIC_BASE_URL, or the scheme and host the request came to."""
+def base_url() -> str:
+    """The app's public base URL, from its settings (never from the request's Host header)."""
     configured = get_settings().public_base_url
-    if configured:
-        return configured
-    parts = urlsplit(req.url)
-    return f"{parts.scheme}://{parts.netloc}"
+    if not configured:
+        raise RuntimeError("the app's public address is unknown: set PUBLIC_BASE_URL (or WEBSITE_HOSTNAME)")
+    return configured

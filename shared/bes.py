@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidRequest
-from shared.storage.connections import InvalidConnection
+from shared.storage.connections import InvalidConnection, endpoint_url
 from shared.storage.connections import parse_connection_string as connection_account
 from shared.validation import is_valid_id, only_fields
 
@@ -66,8 +66,11 @@ def parse_location(value, where: str) -> Location:
         connection_account(connection).endpoint("blob")
     except InvalidConnection as error:
         raise InvalidRequest(f"{where}.ConnectionString: {error}", "InvalidLocation") from None
-    if base and urlsplit(base).scheme not in ("http", "https"):
-        raise InvalidRequest(f"{where}.BaseLocation must be an http(s) URL", "InvalidLocation")
+    if base:
+        try:
+            endpoint_url(base, f"{where}.BaseLocation")
+        except InvalidConnection as error:
+            raise InvalidRequest(str(error), "InvalidLocation") from None
     if sas and not base:
         raise InvalidRequest(f"{where}.SasBlobToken needs a BaseLocation (the blob endpoint)", "InvalidLocation")
     relative = value.get("RelativeLocation")

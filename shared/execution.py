@@ -36,6 +36,7 @@ import pandas as pd
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from shared import bes, clock, dispatch, records, runs, services
+from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import (POOLS, BlobFile, WriteConflict, blob_endpoint, blob_file, ensure_container,
                             get_queues, get_store, location_account)
@@ -100,6 +101,9 @@ class _Output:
 
 def load_scorer(reference: str):
     module_name, function_name = reference.split(":")
+    if not services.scorer_allowed(module_name, get_settings().scorer_packages):
+        raise JobFailed(f"the service's scorer {module_name} is no longer in SCORER_PACKAGES; the operator must "
+                        "register an allowed one")
     return getattr(importlib.import_module(module_name), function_name)
 
 
@@ -434,7 +438,7 @@ def _run_slice(lease: _Lease, scorer: str, settings) -> tuple[str, str, dict | N
     run = lease.run
     job_id = run["JobId"]
     try:
-        request = bes.request_from_stored(json.loads(run["Request"]))
+        request = _stored_request(run)
         work = _Slice(lease, request, load_scorer(scorer), settings)
         if run.get("Committing"):
             if work.needs_rescoring():
@@ -466,9 +470,26 @@ def _run_slice(lease: _Lease, scorer: str, settings) -> tuple[str, str, dict | N
         log.warning("run failed on storage job=%s %s", job_id, describe_storage_error(error))
         return runs.FAILED, f"a storage request failed ({describe_storage_error(error)}); check the " \
                             "locations, the credentials and that the storage account is reachable", None
+    except (MemoryError, RecursionError):
+        _let_go(lease)  # may pass on another worker: the message is retried
+        raise
+    except Exception as error:
+        # A retry would fail the same way: end the job once, saying why, instead of crashing
+        # until the message is poisoned.
+        log.exception("run failed job=%s error=%s", job_id, type(error).__name__)
+        return runs.FAILED, f"the run failed and would fail again on retry ({type(error).__name__}); " \
+                            "report it to the service's operator with the job id", None
     except BaseException:
         _let_go(lease)
         raise
+
+
+def _stored_request(run: dict) -> bes.JobRequest:
+    """The job's request as stored at submit, checked again by today's rules."""
+    try:
+        return bes.request_from_stored(json.loads(run["Request"]))
+    except InvalidRequest as refused:
+        raise JobFailed(f"the job's request is not valid: {refused.message}") from None
 
 
 def _start_over(lease: _Lease) -> None:

@@ -338,7 +338,7 @@ def list_jobs(service: ServiceRef, params) -> dict:
     """A page of the service's jobs, newest first. It costs a fixed number of reads, not a
     few per job: the page, the runs of its started jobs, and the queues they wait in."""
     top = params.get("$top", "50")
-    if not top.isdigit() or not 1 <= int(top) <= MAX_PAGE:
+    if not (top.isascii() and top.isdigit()) or not 1 <= int(top) <= MAX_PAGE:
         raise InvalidRequest(f"$top must be a whole number from 1 to {MAX_PAGE}", "InvalidValue")
     after = params.get("continuationToken")
     if after is not None and not is_valid_id(after):

@@ -6,6 +6,7 @@ take the head of the queue, mark the job Running) is one entity-group transactio
 The shared classic environment is a pool of its own in a partition no subscription can
 have. Row keys:
 
+    account                          the subscription's one Batch Pool account
     counter|<accountId>              active pools of an account (MaxPools quota)
     pool|<poolId>                    the pool: owner, target size, billing plan, state
     vm|<poolId>|<ordinal>            one VM: state, provisioned and deleted times, job
@@ -18,6 +19,9 @@ import datetime as dt
 
 CLASSIC_PARTITION = "~classic"  # '~' is not allowed in subscription ids
 CLASSIC_POOL = "shared"
+
+
+OWNER_ROW = "account"
 
 
 def counter_key(account_id: str) -> str:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from shared import clock, secrets
 from shared.api import ROUTE_PREFIX
 from shared.errors import Conflict, InvalidRequest, Unauthorized
+from shared.settings import get_settings
 from shared.swagger import bes_swagger
 from shared.storage import SERVICES, get_store, retry_on_conflict
 from shared.validation import int_field, is_valid_id, only_fields, require_id, str_field
@@ -78,11 +79,22 @@ def _view(entity, base_url: str) -> dict:
             "SwaggerUrl": f"{url}/swagger.json", "CreatedAt": clock.iso(entity["CreatedAt"])}
 
 
+def scorer_allowed(module_name: str, packages: tuple[str, ...]) -> bool:
+    """Whether a module is one of the allowed packages or inside one (by name: nothing is
+    imported to decide)."""
+    return any(module_name == package or module_name.startswith(package + ".") for package in packages)
+
+
 def check_scorer(scorer: str) -> None:
-    """A scorer is `module:function`, importable from the app, and callable."""
+    """A scorer is `module:function` in a package of SCORER_PACKAGES, importable and callable.
+    A module outside those packages is refused before anything imports it."""
     if not SCORER_PATTERN.fullmatch(scorer):
         raise InvalidRequest("Scorer must look like 'package.module:function'", "InvalidScorer")
     module_name, function_name = scorer.split(":")
+    packages = get_settings().scorer_packages
+    if not scorer_allowed(module_name, packages):
+        raise InvalidRequest(f"Scorer module {module_name} is not in the packages this deployment allows "
+                             f"(SCORER_PACKAGES: {', '.join(packages)})", "ScorerNotAllowed")
     try:
         module = importlib.import_module(module_name)
     except ImportError:

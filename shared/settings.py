@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 def _int_setting(name: str, default: int, low: int, high: int) -> int:
@@ -40,6 +42,7 @@ class Settings:
     result_sas_hours: int
     run_slice_seconds: int
     runner_threads: int
+    scorer_packages: tuple[str, ...]
 
     def host_account(self):
         """The host's storage account (a `StorageAccount`): the app's queues, and outputs the
@@ -57,6 +60,37 @@ def _resolved(connection: str):
     return resolve(connection)
 
 
+_PACKAGE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _packages(raw: str) -> tuple[str, ...]:
+    packages = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if not packages or not all(_PACKAGE.fullmatch(p) for p in packages):
+        raise RuntimeError(f"setting SCORER_PACKAGES must be a comma-separated list of Python packages, got {raw!r}")
+    return packages
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _public_base_url(configured: str | None, site_host: str | None) -> str | None:
+    """PUBLIC_BASE_URL, else the site's own host name (WEBSITE_HOSTNAME, which Azure sets to
+    `<app>.azurewebsites.net` and a local host to its listening address): https, or http on a
+    loopback address."""
+    if configured and configured.strip():
+        base = configured.strip().rstrip("/")
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise RuntimeError(f"setting PUBLIC_BASE_URL must be an http(s) URL such as https://pools.example.com, "
+                               f"got {configured!r}")
+        return base
+    if site_host and site_host.strip():
+        host = site_host.strip().lower()
+        scheme = "http" if host.rsplit(":", 1)[0] in _LOOPBACK_HOSTS else "https"
+        return f"{scheme}://{host}"
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     _resolved.cache_clear()
@@ -67,7 +101,7 @@ def get_settings() -> Settings:
     prefix = os.environ.get("BATCHPOOL_TABLE_PREFIX", "batchpool")
     if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
         raise RuntimeError("setting BATCHPOOL_TABLE_PREFIX must be letters and digits, starting with a letter")
-    base = (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None
+    base = _public_base_url(os.environ.get("PUBLIC_BASE_URL"), os.environ.get("WEBSITE_HOSTNAME"))
     return Settings(
         data_connection=DATA_CONNECTION if is_set(DATA_CONNECTION) else HOST_CONNECTION,
         table_prefix=prefix,
@@ -82,4 +116,5 @@ def get_settings() -> Settings:
         result_sas_hours=_int_setting("RESULT_SAS_HOURS", 24, 1, 168),
         run_slice_seconds=_int_setting("RUN_SLICE_SECONDS", 120, 1, 3600),
         runner_threads=_int_setting("RUNNER_THREADS", 4, 1, 64),
+        scorer_packages=_packages(os.environ.get("SCORER_PACKAGES", "samples")),
     )

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 MAX_HOURS_PER_TRANSACTION = 90
 ACCRUAL_THREADS = 16
 MAX_REPORT_DAYS = 366
+EARLIEST_REPORT_YEAR, LATEST_REPORT_YEAR = 2000, 9000
 
 
 def usage_key(pool_id: str, hour: dt.datetime) -> str:
@@ -180,10 +181,14 @@ def parse_range(params) -> tuple[dt.datetime, dt.datetime]:
             continue
         try:
             moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRequest(f"'{name}' must be an ISO 8601 time such as 2026-11-25T00:00:00Z, "
-                                 f"got {raw!r}", "InvalidDate") from None
-        bounds.append(moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc))
+            moment = (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+            if not EARLIEST_REPORT_YEAR <= moment.year <= LATEST_REPORT_YEAR:
+                raise ValueError("out of range")
+        except (ValueError, OverflowError):
+            raise InvalidRequest(f"'{name}' must be an ISO 8601 time from year {EARLIEST_REPORT_YEAR} to "
+                                 f"{LATEST_REPORT_YEAR}, such as 2026-11-25T00:00:00Z, got {raw[:64]!r}",
+                                 "InvalidDate") from None
+        bounds.append(moment)
     start, end = billing.hour_of(bounds[0]), bounds[1]
     if start >= end:
         raise InvalidRequest("'from' must be before 'to'", "InvalidRange")

@@ -1,3 +1,5 @@
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,7 +10,10 @@ from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, unique
 
 VM_PROVISIONING_SECONDS = 2
 CHUNK_ROWS = 200
-APP_ENV = {"VM_PROVISIONING_SECONDS": str(VM_PROVISIONING_SECONDS), "BATCHPOOL_TABLE_PREFIX": "e2e",
+# Written by tests/import_probe.py if anything imports it.
+IMPORT_PROBE_LOG = Path(tempfile.gettempdir()) / f"batchpool-import-probe-{os.getpid()}.log"
+APP_ENV = {"SCORER_PACKAGES": "samples,tests.fixtures", "IMPORT_PROBE_LOG": str(IMPORT_PROBE_LOG),
+           "VM_PROVISIONING_SECONDS": str(VM_PROVISIONING_SECONDS), "BATCHPOOL_TABLE_PREFIX": "e2e",
            "CLASSIC_MAX_CONCURRENT_JOBS": "2", "RUN_STALE_SECONDS": "4", "SCORING_CHUNK_ROWS": str(CHUNK_ROWS),
            "DEVHOST_QUEUE_LEASE_SECONDS": "10", "BILLING_SCHEDULE": "*/2 * * * * *"}
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -164,6 +166,44 @@ class Blobs:
         if pool_id:
             body["AzureBatchPoolId"] = pool_id
         return body
+
+
+class Listener:
+    """A TCP port on 127.0.0.1 that accepts and counts every connection for as long as it is
+    open: a request the service must never make shows up here."""
+
+    def __init__(self):
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.2)
+        self.port = self._socket.getsockname()[1]
+        self.connections = 0
+        self._open = True
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                connection, _ = self._socket.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
+
+    def close(self) -> int:
+        """Stop listening; the number of connections made while it was open."""
+        self._open = False
+        self._thread.join()
+        self._socket.close()
+        return self.connections
+
+    def __enter__(self) -> "Listener":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
 
 
 def _json_or_none(response: requests.Response):

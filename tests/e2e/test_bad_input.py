@@ -1,9 +1,7 @@
 """Every bad request answers a clear 4xx error body and changes nothing."""
-import socket
-import threading
-
 import pytest
 
+from tests.e2e.harness import Listener
 from tests.e2e.test_pools import create
 
 
@@ -115,26 +113,12 @@ def test_bad_account_bodies(api, body, code):
 
 def test_pool_creation_never_fetches_the_swagger_url(api, pool):
     """An attacker-chosen URL must be refused without the service connecting to it."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(0.5)
-    port = listener.getsockname()[1]
-    connections = []
-
-    def accept():
-        try:
-            connections.append(listener.accept())
-        except OSError:
-            pass
-
-    watcher = threading.Thread(target=accept)
-    watcher.start()
-    urls = [f"http://127.0.0.1:{port}/api/subscriptions/{pool.subscription_id}/services/{pool.service_id}/swagger.json",
-            f"http://127.0.0.1:{port}/swagger.json", pool.swagger_url + "?redirect=http://127.0.0.1:" + str(port)]
-    for url in urls:
-        response = api.call("POST", pool.pools, {"VmCount": 1, "ServiceSwaggerUrl": url}, key=pool.primary)
-        assert response.status_code == 400 and error_of(response) == "InvalidServiceSwaggerUrl"
-    watcher.join()
-    listener.close()
-    assert connections == []
+    with Listener() as listener:
+        port = listener.port
+        urls = [f"http://127.0.0.1:{port}/api/subscriptions/{pool.subscription_id}/services/{pool.service_id}"
+                "/swagger.json", f"http://127.0.0.1:{port}/swagger.json",
+                pool.swagger_url + "?redirect=http://127.0.0.1:" + str(port)]
+        for url in urls:
+            response = api.call("POST", pool.pools, {"VmCount": 1, "ServiceSwaggerUrl": url}, key=pool.primary)
+            assert response.status_code == 400 and error_of(response) == "InvalidServiceSwaggerUrl"
+        assert listener.close() == 0

@@ -1,4 +1,7 @@
 """Operator routes: web services, their API keys and swagger.json."""
+import pytest
+
+from tests.e2e.conftest import IMPORT_PROBE_LOG
 from tests.e2e.harness import unique
 
 
@@ -70,8 +73,8 @@ def test_bad_service_registrations(api):
         ({"Name": "n", "Kind": "Newer", "BillingPlanId": "p", "Scorer": "json:dumps"}, "InvalidValue"),
         ({"Name": "n", "Kind": "New", "Scorer": "json:dumps"}, "MissingField"),
         ({"Name": "n", "Kind": "New", "BillingPlanId": "p", "Scorer": "not a scorer"}, "InvalidScorer"),
-        ({"Name": "n", "Kind": "New", "BillingPlanId": "p", "Scorer": "no_such_module_xyz:f"}, "InvalidScorer"),
-        ({"Name": "n", "Kind": "New", "BillingPlanId": "p", "Scorer": "json:no_such_function"}, "InvalidScorer"),
+        ({"Name": "n", "Kind": "New", "BillingPlanId": "p", "Scorer": "samples.no_such_module:f"}, "InvalidScorer"),
+        ({"Name": "n", "Kind": "New", "BillingPlanId": "p", "Scorer": "samples.census:no_such"}, "InvalidScorer"),
         ({"Name": 5, "Kind": "New", "BillingPlanId": "p", "Scorer": "json:dumps"}, "InvalidValue"),
         ({"Name": "n", "Kind": "New", "BillingPlanId": "p", "Scorer": "json:dumps", "Extra": 1}, "UnknownField"),
     ]
@@ -85,3 +88,13 @@ def test_bad_service_registrations(api):
     # Nothing was registered by the rejected requests.
     valid = api.put_service(subscription, path.rsplit("/", 1)[1])
     assert valid.status_code == 201
+
+
+@pytest.mark.parametrize("scorer", ["os:system", "json:dumps", "subprocess:run", "samplesx.census:score",
+                                    "tests.import_probe:score"])
+def test_scorers_outside_the_allowed_packages_are_refused_unimported(api, scorer):
+    path = f"/api/subscriptions/{unique('sub')}/services/{unique('svc')}"
+    response = api.call("PUT", path, {"Name": "n", "Kind": "New", "BillingPlanId": "p", "Scorer": scorer}, admin=True)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "ScorerNotAllowed", response.text
+    assert api.call("GET", f"{path}/swagger.json").status_code in (401, 404)
+    assert not IMPORT_PROBE_LOG.exists(), "a scorer module outside SCORER_PACKAGES was imported"

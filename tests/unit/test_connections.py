@@ -14,11 +14,11 @@ def test_development_storage_and_explicit_endpoints():
     assert local.name == "devstoreaccount1" and local.key == DEVELOPMENT_KEY
     assert local.endpoint("table") == "http://127.0.0.1:10002/devstoreaccount1"
     explicit = parse_connection_string(
-        "DefaultEndpointsProtocol=http;AccountName=a1;AccountKey=a2V5;"
-        "TableEndpoint=http://127.0.0.1:5/a1/;QueueEndpoint=http://127.0.0.1:6/a1")
-    assert (explicit.endpoint("table"), explicit.endpoint("queue")) == ("http://127.0.0.1:5/a1",
-                                                                        "http://127.0.0.1:6/a1")
-    assert explicit.endpoint("blob") == "http://a1.blob.core.windows.net" and explicit.key == "a2V5"
+        "DefaultEndpointsProtocol=http;AccountName=acct1;AccountKey=a2V5;"
+        "TableEndpoint=http://127.0.0.1:5/acct1/;QueueEndpoint=http://127.0.0.1:6/acct1")
+    assert (explicit.endpoint("table"), explicit.endpoint("queue")) == ("http://127.0.0.1:5/acct1",
+                                                                        "http://127.0.0.1:6/acct1")
+    assert explicit.endpoint("blob") == "http://acct1.blob.core.windows.net" and explicit.key == "a2V5"
 
 
 def test_endpoints_from_account_and_suffix_and_sas():
@@ -33,10 +33,45 @@ def test_endpoints_from_account_and_suffix_and_sas():
     assert sas_account("https://acct.blob.core.windows.net/", "?sv=2&sig=y").sas == "sv=2&sig=y"
 
 
-@pytest.mark.parametrize("text", ["", "Foo=bar", "AccountName=a;AccountKey=not base64!", "AccountName=a;junk"])
+OWN = "http://127.0.0.1:10000/devstoreaccount1"
+
+
+@pytest.mark.parametrize("text", [
+    "", "   ", "Foo=bar", "AccountName=acct;AccountKey=not base64!", "AccountName=acct;junk",
+    "AccountName=acct;;AccountKey=a2V5",                                      # an empty part
+    "AccountName=acct;AccountKey=a2V",                                        # not base64 (padding)
+    f"AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:1/x; BlobEndpoint={OWN}",  # doubled key
+    f"AccountName=acct;accountname=other;BlobEndpoint={OWN}",                 # doubled, other case
+    "AccountName=acct;AccountKey=a2V5;BlobEndpoint=",                         # empty value
+    "AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://[::1/",             # not a URL
+    "AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:99999/x", # no such port
+    "AccountName=acct;AccountKey=a2V5;BlobEndpoint=ftp://host/x",
+    "AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://user@evil.example/x",
+    "AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://h.example/x?redirect=1",
+    "AccountName=acct;AccountKey=a2V5;DevelopmentStorageProxyUri=http://127.0.0.1:1",  # unknown key
+    "AccountName=acct;AccountKey=a2V5;BlobSecondaryEndpoint=http://127.0.0.1:1/x",
+    "AccountName=acct;AccountKey=a2V5;EndpointSuffix=evil.example/x",
+    "AccountName=acct;AccountKey=a2V5;DefaultEndpointsProtocol=gopher",
+    "AccountName=Bad_Name;AccountKey=a2V5",
+    "UseDevelopmentStorage=true;BlobEndpoint=http://127.0.0.1:1/x",
+    "UseDevelopmentStorage=yes",
+    f"BlobEndpoint={OWN};AccountKey=a2V5",                                    # a key needs its account
+])
 def test_unusable_connection_strings_are_refused(text):
     with pytest.raises(InvalidConnection):
         parse_connection_string(text)
+
+
+def test_the_portal_forms_parse_with_spaces_and_a_trailing_separator():
+    by_key = parse_connection_string(" DefaultEndpointsProtocol=https; AccountName=acct ;AccountKey=a2V5;"
+                                     "EndpointSuffix=core.windows.net;")
+    assert by_key.endpoint("blob") == "https://acct.blob.core.windows.net" and by_key.key == "a2V5"
+    by_sas = parse_connection_string("BlobEndpoint=https://acct.blob.core.windows.net/;FileEndpoint="
+                                     "https://acct.file.core.windows.net/;SharedAccessSignature=sv=1&sig=x")
+    assert dict(by_sas.endpoints) == {"blob": "https://acct.blob.core.windows.net"} and by_sas.name == "acct"
+    emulator = parse_connection_string(f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                                       f"AccountKey=a2V5;BlobEndpoint={OWN}/")
+    assert emulator.endpoint("blob") == OWN and emulator.name == "devstoreaccount1"
 
 
 def test_a_connection_string_setting_wins():
