@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from shared import clock, dispatch, layout, services, usage, vms
+from shared import billing, clock, dispatch, layout, services, usage, vms
 from shared.accounts import Account, pool_service_url
 from shared.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from shared.settings import get_settings
@@ -39,8 +39,11 @@ def _vm_view(vm: dict, now) -> dict:
 
 
 def pool_view(pool: dict, pool_vms: list[dict], queued: int, now, with_vms: bool = False) -> dict:
+    """A pool as its owner sees it. `pool_vms` must have been read before `pool` (see
+    `shared.billing` on folding) for every VM-second to count once."""
+    pool_vms = billing.listed(pool, pool_vms)
     counts = vms.counts_by_state(pool_vms, now)
-    seconds = sum(vms.billed_seconds(vm, now) for vm in pool_vms)
+    seconds = billing.pool_seconds(pool, pool_vms, now)
     live = sum(1 for vm in pool_vms if vms.is_live(vm))
     settled = counts[vms.PROVISIONING] == 0 and counts[vms.DRAINING] == 0 and live == pool["VmCount"]
     view = {
@@ -58,6 +61,7 @@ def pool_view(pool: dict, pool_vms: list[dict], queued: int, now, with_vms: bool
         "AsOf": clock.iso(now),
         "AutoScaleDownAfterMinutes": pool.get("AutoScaleDownAfterMinutes") or None,
         "AutoScaleDownSavedVmSeconds": usage.saved_seconds(pool, now),
+        "FoldedVms": pool.get("FoldedVms") or 0,
     }
     if with_vms:
         view["Vms"] = [_vm_view(vm, now) for vm in pool_vms]
@@ -153,16 +157,19 @@ def list_pools(account: Account) -> dict:
     store = get_store()
     now = clock.utcnow()
     partition = account.subscription_id
+    by_pool: dict[str, list[dict]] = {}
+    for vm in store.rows(POOLS, partition, layout.VM_PREFIX):  # VMs before pools: see pool_view
+        by_pool.setdefault(vm["PoolId"], []).append(vm)
     pools = [p for p in store.rows(POOLS, partition, layout.POOL_PREFIX)
              if p["State"] == ACTIVE and p["AccountId"] == account.account_id]
-    return {"Pools": [pool_view(p, store.rows(POOLS, partition, layout.vm_prefix(p["PoolId"])),
-                                dispatch.waiting_count(partition, p["PoolId"]), now) for p in pools]}
+    return {"Pools": [pool_view(p, by_pool.get(p["PoolId"], []), dispatch.waiting_count(partition, p["PoolId"]),
+                                now) for p in pools]}
 
 
 def get_pool(account: Account, pool_id: str) -> dict:
-    pool = _owned_pool(account, pool_id)
-    now = clock.utcnow()
     pool_vms = get_store().rows(POOLS, account.subscription_id, layout.vm_prefix(pool_id))
+    pool = _owned_pool(account, pool_id)  # after the VMs: see pool_view
+    now = clock.utcnow()
     return pool_view(pool, pool_vms, dispatch.waiting_count(account.subscription_id, pool_id), now, with_vms=True)
 
 
@@ -213,11 +220,11 @@ def delete_pool(account: Account, pool_id: str):
         counter["ActivePools"] = max(0, counter["ActivePools"] - 1)
         operations = vm_operations(plan, pool, now, 0)
         store.transact(POOLS, [("replace", counter), ("replace", pool), *operations])
-        return plan, pool_vms, now
+        return plan, pool, pool_vms, now
 
-    plan, pool_vms, now = retry_on_conflict(attempt)
+    plan, pool, pool_vms, now = retry_on_conflict(attempt)
     cancelled = dispatch.cancel_waiting(partition, pool_id, f"pool {pool_id} was deleted before the job could start")
     log.info("pool deleted account=%s pool=%s removed=%s draining=%s cancelled=%s", account.account_id, pool_id,
              len(plan.delete), len(plan.drain), cancelled)
     return 202, {"PoolId": pool_id, "State": DELETED, "DeletedAt": clock.iso(now), "DrainingVms": len(plan.drain),
-                 "CancelledJobs": cancelled, "ComputeSeconds": sum(vms.billed_seconds(vm, now) for vm in pool_vms)}
+                 "CancelledJobs": cancelled, "ComputeSeconds": billing.pool_seconds(pool, pool_vms, now)}

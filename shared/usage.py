@@ -23,6 +23,7 @@ from shared.storage import POOLS, WriteConflict, get_store
 log = logging.getLogger(__name__)
 
 MAX_HOURS_PER_TRANSACTION = 90
+MAX_OPERATIONS = 100  # of one entity-group transaction
 ACCRUAL_THREADS = 16
 MAX_REPORT_DAYS = 366
 EARLIEST_REPORT_YEAR, LATEST_REPORT_YEAR = 2000, 9000
@@ -74,13 +75,15 @@ def accrual_operations(pool: dict, pool_vms: list[dict], now: dt.datetime) -> li
              "PoolId": pool["PoolId"], "AccountId": pool["AccountId"], "BillingPlanId": pool["BillingPlanId"],
              "Hour": hour, "VmSeconds": seconds} for hour, seconds in amounts.items() if seconds > 0]
     pool["BilledThrough"] = until
-    pool["BillingDone"] = pool["State"] != "Active" and all(
-        vm["State"] == vms.DELETED and vm["DeletedAt"] <= until for vm in pool_vms)
     # Scaling down waits until the ledger has caught up, so one pool's writes fit in a transaction.
     auto_scale = _auto_scale_down(pool, pool_vms, now) if len(rows) <= 3 else []
     if auto_scale:
         log.info("pool scaled down for idleness pool=%s vms=%s", pool["PoolId"], pool["AutoScaledDownVms"])
-    return [("replace", pool), *(("upsert", row) for row in rows), *auto_scale]
+    folded = billing.foldable(pool, pool_vms, until, MAX_OPERATIONS - 1 - len(rows) - len(auto_scale))
+    billing.fold(pool, folded)
+    # A deleted pool is done once every VM of it is folded: billed, and no row left behind.
+    pool["BillingDone"] = pool["State"] != "Active" and not billing.listed(pool, pool_vms)
+    return [("replace", pool), *(("upsert", row) for row in rows), *auto_scale, *(("delete", vm) for vm in folded)]
 
 
 def _commit_groups(partition_pools: list[tuple[dict, list[tuple]]]) -> int:
@@ -108,7 +111,7 @@ def _commit_groups(partition_pools: list[tuple[dict, list[tuple]]]) -> int:
         group.clear()
 
     for pool, ops in partition_pools:
-        if sum(len(o) for _, o in group) + len(ops) > 100:
+        if sum(len(o) for _, o in group) + len(ops) > MAX_OPERATIONS:
             flush()
         group.append((pool, ops))
     flush()

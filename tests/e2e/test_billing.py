@@ -158,3 +158,64 @@ def test_an_idle_pool_scales_itself_down_and_reports_the_saving(stack, idle_pool
     saved = body["AutoScaleDown"]["SavedVmSeconds"]
     assert saved >= 2 and body["AutoScaleDown"]["SavedComputeHours"] == round(saved / 3600, 6)
     assert pool_line(body, "sleepy")["AutoScaleDownSavedVmSeconds"] == saved
+
+
+def shift_pool_into_the_past(stack, tenant, pool_id: str, by: dt.timedelta) -> list[dict]:
+    """Move every timestamp of a pool's rows back by `by`, as if that much time had passed
+    since its history happened, and drop its ledger so it is recomputed from the VM rows.
+    Done while no instance runs. Returns the VM rows as written."""
+    from azure.data.tables import TableServiceClient, UpdateMode
+    table = TableServiceClient.from_connection_string(stack.azurite.connection_string).get_table_client("e2ePools")
+    rows = list(table.query_entities("PartitionKey eq @p", parameters={"p": tenant.subscription_id}))
+    vms = []
+    for row in rows:
+        key = row["RowKey"]
+        if key.startswith(f"usage|{pool_id}|"):
+            table.delete_entity(row)
+            continue
+        if key != f"pool|{pool_id}" and not key.startswith(f"vm|{pool_id}|"):
+            continue
+        for field in ("CreatedAt", "ProvisionedAt", "DeletedAt", "IdleSince"):
+            if row.get(field):
+                row[field] = row[field] - by
+        if key.startswith("pool|"):
+            row["BilledThrough"] = row["CreatedAt"]
+        else:
+            vms.append(row)
+        table.update_entity(row, mode=UpdateMode.REPLACE)
+    return vms
+
+
+def test_a_long_history_is_folded_into_the_pool_and_billed_the_same(stack, idle_pool):
+    """Resizes leave deleted VM rows; once their hour is billed the timer folds them into the
+    pool row. The bill and the pool's compute seconds stay exact to the second."""
+    api = stack.api
+    tenant = make_tenant(api)
+    path = f"{tenant.pools}/history"
+    assert create(api, tenant, 1, "history").status_code == 201
+    for _ in range(6):
+        assert api.call("POST", f"{path}/resize", {"VmCount": 3}, key=tenant.primary).status_code == 202
+        wait_for(lambda: api.call("GET", path, key=tenant.primary).json()["VmCounts"]["Idle"] == 3, timeout=20)
+        time.sleep(1.2)  # the two new VMs bill a second or two each
+        assert api.call("POST", f"{path}/resize", {"VmCount": 1}, key=tenant.primary).status_code == 202
+    assert len(api.call("GET", path, key=tenant.primary).json()["Vms"]) == 13
+    stack.stop()
+    written = shift_pool_into_the_past(stack, tenant, "history", dt.timedelta(hours=3))
+    stack.start()
+    restarted = dt.datetime.now(dt.timezone.utc)
+    line = wait_for(lambda: (p := pool_line(report(stack, tenant), "history"))
+                    and parse(p["BilledThrough"]) > restarted and p, timeout=30)
+    pool = stack.api.call("GET", path, key=tenant.primary).json()
+    assert pool["FoldedVms"] == 12 and [vm["State"] for vm in pool["Vms"]] == ["Idle"]
+
+    def oracle(until: dt.datetime) -> int:
+        total = 0
+        for vm in written:
+            end = min(vm.get("DeletedAt") or until, until)
+            total += max(0, int((end - vm["ProvisionedAt"]).total_seconds()))
+        return total
+
+    folded = [vm for vm in written if vm.get("DeletedAt")]
+    assert sum(int((vm["DeletedAt"] - vm["ProvisionedAt"]).total_seconds()) for vm in folded) >= 12  # they billed
+    assert line["VmSeconds"] == oracle(parse(line["BilledThrough"]))
+    assert pool["ComputeSeconds"] == oracle(parse(pool["AsOf"]).replace(microsecond=0))
