@@ -16,10 +16,21 @@ ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: each probe stays bound until all are picked, since a port
+    just released may be handed out again at once."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_for_port(port: int, timeout: float) -> bool:
@@ -69,7 +80,7 @@ def start_azurite(project_root: Path, data_dir: Path | None, ports: tuple[int, i
     executable = project_root / "node_modules" / ".bin" / "azurite"
     if not executable.exists():
         raise RuntimeError(f"{executable} is missing: run `npm install` in {project_root} (the Makefile does)")
-    blob, queue, table = ports or (free_port(), free_port(), free_port())
+    blob, queue, table = ports or free_ports(3)
     command = [str(executable), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
                "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
                "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table)]
