@@ -1,5 +1,5 @@
 """The HTTP edge shared by every function folder: reading requests, answering them, and
-mapping errors to `{"error": {"code", "message"}}` responses in one place."""
+mapping errors to the one error envelope (see `shared.errors`) in one place."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from typing import Callable
 import azure.functions as func
 
 from shared.errors import (BatchPoolError, InvalidRequest, NotFound, PayloadTooLarge, Unauthorized,
-                           UnsupportedMediaType)
+                           UnsupportedMediaType, envelope)
 from shared.settings import get_settings
 from shared.storage import storage_guard
 from shared.validation import ID_RULE, is_valid_id
@@ -25,7 +25,7 @@ def json_response(body, status: int = 200, headers: dict | None = None) -> func.
 
 
 def error_response(error: BatchPoolError) -> func.HttpResponse:
-    return json_response({"error": {"code": error.code, "message": error.message}}, error.status)
+    return json_response(envelope(error.category, error.code, error.message, error.target), error.status)
 
 
 def check_route_ids(req: func.HttpRequest) -> None:
@@ -48,9 +48,8 @@ def respond(req: func.HttpRequest, operation: Callable[[], object], status: int 
         return error_response(error)
     except Exception:
         log.exception("unexpected failure")
-        return json_response({"error": {"code": "InternalError",
-                                        "message": "the service failed unexpectedly; retry, and report it if it persists"}},
-                             500)
+        return json_response(envelope("InternalError", "InternalError",
+                                      "the service failed unexpectedly; retry, and report it if it persists"), 500)
     headers = None
     if isinstance(result, tuple):
         status, result, *rest = result
@@ -65,7 +64,7 @@ def json_body(req: func.HttpRequest) -> dict:
     if len(body) > limit:
         raise PayloadTooLarge(f"the request body is {len(body)} bytes; the limit is {limit}")
     content_type = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+    if content_type and content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"send JSON with Content-Type: application/json, not {content_type}")
     if not body.strip():
         raise InvalidRequest("the request needs a JSON object body", "InvalidJson")

@@ -16,7 +16,7 @@ def is_valid_id(value) -> bool:
 
 def require_id(value, what: str) -> str:
     if not is_valid_id(value):
-        raise InvalidRequest(f"{what} must be {ID_RULE}", "InvalidId")
+        raise InvalidRequest(f"{what} must be {ID_RULE}", "InvalidId", what)
     return value
 
 
@@ -24,19 +24,19 @@ def only_fields(body: dict, allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise InvalidRequest(f"unknown field(s) {', '.join(unknown)}; this request takes "
-                             f"{', '.join(allowed)} (names are case-sensitive)", "UnknownField")
+                             f"{', '.join(allowed)} (names are case-sensitive)", "UnknownField", unknown[0])
 
 
 def int_field(body: dict, name: str, low: int, high: int, required: bool = True, default=None):
     if name not in body or body[name] is None:
         if required:
-            raise InvalidRequest(f"{name} is required: a whole number from {low} to {high}", "MissingField")
+            raise InvalidRequest(f"{name} is required: a whole number from {low} to {high}", "MissingField", name)
         return default
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}, got {value!r}", "InvalidValue")
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}, got {value!r}", "InvalidValue", name)
     if not low <= value <= high:
-        raise InvalidRequest(f"{name} must be from {low} to {high}, got {value}", "InvalidValue")
+        raise InvalidRequest(f"{name} must be from {low} to {high}, got {value}", "InvalidValue", name)
     return value
 
 
@@ -44,13 +44,13 @@ def str_field(body: dict, name: str, max_length: int = 256, required: bool = Tru
               choices: tuple[str, ...] | None = None):
     if name not in body or body[name] is None:
         if required:
-            raise InvalidRequest(f"{name} is required", "MissingField")
+            raise InvalidRequest(f"{name} is required", "MissingField", name)
         return default
     value = body[name]
     if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest(f"{name} must be a non-empty string", "InvalidValue")
+        raise InvalidRequest(f"{name} must be a non-empty string", "InvalidValue", name)
     if len(value) > max_length:
-        raise InvalidRequest(f"{name} must be at most {max_length} characters", "InvalidValue")
+        raise InvalidRequest(f"{name} must be at most {max_length} characters", "InvalidValue", name)
     if choices is not None and value not in choices:
-        raise InvalidRequest(f"{name} must be one of {', '.join(choices)}, got {value!r}", "InvalidValue")
+        raise InvalidRequest(f"{name} must be one of {', '.join(choices)}, got {value!r}", "InvalidValue", name)
     return value

@@ -28,7 +28,7 @@ def test_updating_quotas_answers_200_without_keys(api, tenant):
 def test_subscription_of_an_account_cannot_change(api, tenant):
     response = api.put_account(tenant.account_id, unique("other-sub"))
     assert response.status_code == 409
-    assert response.json()["error"]["code"] == "SubscriptionMismatch"
+    assert response.json()["error"]["details"][0]["code"] == "SubscriptionMismatch"
     got = api.call("GET", f"/api/accounts/{tenant.account_id}", admin=True).json()
     assert got["SubscriptionId"] == tenant.subscription_id
 
@@ -63,7 +63,7 @@ def test_regenerating_a_key_stops_the_old_one_at_once(api, tenant):
 
 def test_regenerate_unknown_key_name_or_account(api, tenant):
     bad_name = api.call("POST", f"/api/accounts/{tenant.account_id}/keys/tertiary/regenerate", admin=True)
-    assert bad_name.status_code == 404 and bad_name.json()["error"]["code"] == "KeyNotFound"
+    assert bad_name.status_code == 404 and bad_name.json()["error"]["details"][0]["code"] == "KeyNotFound"
     missing = api.call("POST", f"/api/accounts/{unique('nobody')}/keys/primary/regenerate", admin=True)
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "AccountNotFound"
+    assert missing.status_code == 404 and missing.json()["error"]["details"][0]["code"] == "AccountNotFound"
     assert api.call("GET", tenant.pools, key=tenant.primary).status_code == 200

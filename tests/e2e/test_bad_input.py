@@ -5,11 +5,22 @@ from tests.e2e.harness import Listener
 from tests.e2e.test_pools import create
 
 
+CLASS_OF_STATUS = {400: {"BadArgument", "InvalidOperation"}, 401: {"Unauthorized"}, 404: {"NotFound"},
+                   409: {"Conflict", "QuotaExceeded", "InvalidOperation"}, 413: {"RequestEntityTooLarge"},
+                   415: {"UnsupportedMediaType"}, 503: {"ServiceUnavailable"}}
+
+
 def error_of(response):
+    """The specific code of an error answer, after checking it has the one envelope of every
+    route, with the class Azure ML uses for its status."""
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["message"] and "Traceback" not in response.text
-    return body["error"]["code"]
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
+    error = body["error"]
+    assert error["code"] in CLASS_OF_STATUS[response.status_code], (response.status_code, body)
+    assert error["message"] and "Traceback" not in response.text
+    (detail,) = error["details"]
+    assert {"code", "message"} <= set(detail) <= {"code", "message", "target"} and detail["message"], body
+    return detail["code"]
 
 
 def snapshot(api, tenant):

@@ -135,9 +135,9 @@ def test_bad_usage_queries(stack, idle_pool):
                         ("from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z", "InvalidRange"),
                         ("from=2019-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "InvalidRange")]:
         response = stack.api.call("GET", f"{path}?{query}", key=tenant.primary)
-        assert response.status_code == 400 and response.json()["error"]["code"] == code, query
+        assert response.status_code == 400 and response.json()["error"]["details"][0]["code"] == code, query
     foreign = stack.api.call("GET", f"{path}?poolId=theirs", key=tenant.primary)
-    assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "PoolNotFound"
+    assert foreign.status_code == 404 and foreign.json()["error"]["details"][0]["code"] == "PoolNotFound"
     assert stack.api.call("GET", path, key=other.primary).status_code == 401
     assert stack.api.call("GET", path).status_code == 401
     assert stack.api.call("GET", "/api/billingplans/plan-a/usage").status_code == 401

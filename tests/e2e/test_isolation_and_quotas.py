@@ -21,7 +21,7 @@ def test_another_tenants_pool_is_indistinguishable_from_a_missing_one(api, tenan
     foreign = api.call("GET", f"{bob.pools}/private", key=bob.primary)
     missing = api.call("GET", f"{bob.pools}/never-existed", key=bob.primary)
     assert foreign.status_code == missing.status_code == 404
-    assert foreign.json()["error"]["code"] == missing.json()["error"]["code"] == "PoolNotFound"
+    assert foreign.json()["error"]["details"][0]["code"] == missing.json()["error"]["details"][0]["code"] == "PoolNotFound"
     assert api.call("GET", f"{alice.pools}/private", key=alice.primary).json()["VmCount"] == 1
 
 
@@ -43,7 +43,7 @@ def test_max_pools_holds_under_concurrent_creates(api, tenant_factory):
         responses = list(pool.map(lambda i: create(api, tenant, 1, f"race-{i}"), range(RACERS)))
     codes = sorted(r.status_code for r in responses)
     assert codes.count(201) == 3 and codes.count(409) == RACERS - 3, codes
-    assert all(r.json()["error"]["code"] == "QuotaExceeded" for r in responses if r.status_code == 409)
+    assert all(r.json()["error"]["details"][0]["code"] == "QuotaExceeded" for r in responses if r.status_code == 409)
     listed = api.call("GET", tenant.pools, key=tenant.primary).json()["Pools"]
     assert sorted(p["PoolId"] for p in listed) == sorted(r.json()["PoolId"] for r in responses if r.status_code == 201)
 

@@ -96,16 +96,16 @@ def test_delete_pool_then_it_answers_404_and_frees_quota(api, tenant_factory):
     assert create(api, tenant, 1, "second").status_code == 201
     # A deleted pool's id stays taken, so its history is never confused with a new pool's.
     reuse = create(api, tenant, 1, "gone")
-    assert reuse.status_code == 409 and reuse.json()["error"]["code"] == "PoolExists"
+    assert reuse.status_code == 409 and reuse.json()["error"]["details"][0]["code"] == "PoolExists"
 
 
 def test_growing_beyond_max_vms_per_pool_is_refused(api, tenant_factory):
     tenant = tenant_factory(max_vms=3)
     too_big = create(api, tenant, 4)
-    assert too_big.status_code == 409 and too_big.json()["error"]["code"] == "QuotaExceeded"
+    assert too_big.status_code == 409 and too_big.json()["error"]["details"][0]["code"] == "QuotaExceeded"
     create(api, tenant, 3, "full")
     refused = api.call("POST", f"{tenant.pools}/full/resize", {"VmCount": 4}, key=tenant.primary)
-    assert refused.status_code == 409 and refused.json()["error"]["code"] == "QuotaExceeded"
+    assert refused.status_code == 409 and refused.json()["error"]["details"][0]["code"] == "QuotaExceeded"
     pool = api.call("GET", f"{tenant.pools}/full", key=tenant.primary).json()
     assert pool["VmCount"] == 3 and len(pool["Vms"]) == 3
 
@@ -114,12 +114,12 @@ def test_pool_needs_a_new_service_of_the_same_subscription(api, tenant):
     classic = api.put_service(tenant.subscription_id, unique("classic"), kind="Classic").json()
     response = api.call("POST", tenant.pools, {"VmCount": 1, "ServiceSwaggerUrl": classic["SwaggerUrl"]},
                         key=tenant.primary)
-    assert response.status_code == 400 and response.json()["error"]["code"] == "ClassicServiceNotAllowed"
+    assert response.status_code == 400 and response.json()["error"]["details"][0]["code"] == "ClassicServiceNotAllowed"
     foreign = api.put_service(unique("sub"), unique("svc")).json()
     response = api.call("POST", tenant.pools, {"VmCount": 1, "ServiceSwaggerUrl": foreign["SwaggerUrl"]},
                         key=tenant.primary)
-    assert response.status_code == 400 and response.json()["error"]["code"] == "ServiceNotFound"
+    assert response.status_code == 400 and response.json()["error"]["details"][0]["code"] == "ServiceNotFound"
     missing = tenant.swagger_url.replace(tenant.service_id, "no-such-service")
     response = api.call("POST", tenant.pools, {"VmCount": 1, "ServiceSwaggerUrl": missing}, key=tenant.primary)
-    assert response.status_code == 400 and response.json()["error"]["code"] == "ServiceNotFound"
+    assert response.status_code == 400 and response.json()["error"]["details"][0]["code"] == "ServiceNotFound"
     assert api.call("GET", tenant.pools, key=tenant.primary).json()["Pools"] == []

@@ -63,7 +63,7 @@ def test_update_service_keeps_kind_and_key(api):
                        key=created["ApiKey"]).json()
     assert swagger["info"]["x-ms-billing-plan-id"] == "plan-2"
     kind_change = api.put_service(subscription, service, kind="Classic")
-    assert kind_change.status_code == 409 and kind_change.json()["error"]["code"] == "KindImmutable"
+    assert kind_change.status_code == 409 and kind_change.json()["error"]["details"][0]["code"] == "KindImmutable"
 
 
 def test_bad_service_registrations(api):
@@ -81,10 +81,10 @@ def test_bad_service_registrations(api):
     for body, code in cases:
         response = api.call("PUT", path, body, admin=True)
         assert response.status_code == 400, body
-        assert response.json()["error"]["code"] == code, body
+        assert response.json()["error"]["details"][0]["code"] == code, body
     bad_id = api.call("PUT", f"/api/subscriptions/{subscription}/services/bad%20id",
                       {"Name": "n", "Kind": "Classic", "Scorer": "json:dumps"}, admin=True)
-    assert bad_id.status_code == 400 and bad_id.json()["error"]["code"] == "InvalidId"
+    assert bad_id.status_code == 400 and bad_id.json()["error"]["details"][0]["code"] == "InvalidId"
     # Nothing was registered by the rejected requests.
     valid = api.put_service(subscription, path.rsplit("/", 1)[1])
     assert valid.status_code == 201
@@ -95,6 +95,6 @@ def test_bad_service_registrations(api):
 def test_scorers_outside_the_allowed_packages_are_refused_unimported(api, scorer):
     path = f"/api/subscriptions/{unique('sub')}/services/{unique('svc')}"
     response = api.call("PUT", path, {"Name": "n", "Kind": "New", "BillingPlanId": "p", "Scorer": scorer}, admin=True)
-    assert response.status_code == 400 and response.json()["error"]["code"] == "ScorerNotAllowed", response.text
+    assert response.status_code == 400 and response.json()["error"]["details"][0]["code"] == "ScorerNotAllowed", response.text
     assert api.call("GET", f"{path}/swagger.json").status_code in (401, 404)
     assert not IMPORT_PROBE_LOG.exists(), "a scorer module outside SCORER_PACKAGES was imported"

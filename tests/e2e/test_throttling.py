@@ -56,7 +56,7 @@ def test_nothing_is_lost_while_storage_throttles(throttled, table_status):
             if submitted.status_code == 200:
                 accepted.append(submitted.json())
             else:
-                assert submitted.json()["error"]["code"] == "StorageUnavailable"
+                assert submitted.json()["error"]["details"][0]["code"] == "StorageUnavailable"
             statuses.append(api.job(tenant.jobs, tenant.api_key).status_code)
     finally:
         window.join()
