@@ -1,9 +1,11 @@
 """The Batch Execution Service 2.0 job request: parsing and checking, as pure functions.
 
 A request names blob locations as `ConnectionString` + `RelativeLocation`
-("container/path"), optionally with `BaseLocation` and `SasBlobToken` (then the blob is
-reached at BaseLocation + RelativeLocation + SasBlobToken). A service reads one input
-(`Input`, or `Inputs` with the service's input name) and writes any of its declared outputs.
+("container/path"), or by shared access signature: `BaseLocation` (the blob endpoint) +
+`RelativeLocation` + `SasBlobToken`, with or without a connection string. A service reads one
+input (`Input`, or `Inputs` with the service's input name) and writes its declared outputs:
+where the caller says, or, for outputs it leaves out (`"Outputs": null`), to the app's own
+storage under a path of the job's own.
 """
 from __future__ import annotations
 
@@ -15,119 +17,175 @@ from urllib.parse import urlsplit
 from shared.errors import InvalidRequest
 from shared.storage.connections import InvalidConnection, endpoint_url
 from shared.storage.connections import parse_connection_string as connection_account
-from shared.validation import is_valid_id, only_fields
+from shared.validation import is_valid_id
 
 CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 LOCATION_FIELDS = ("ConnectionString", "BaseLocation", "RelativeLocation", "SasBlobToken")
 REQUEST_FIELDS = ("Input", "Inputs", "Outputs", "GlobalParameters", "AzureBatchPoolId")
 MAX_GLOBAL_PARAMETERS = 100
+# An output the caller leaves to the service is written to the app's own storage account,
+# under a path of the job's own; such a location is stored with this marker, not a secret.
+OWN_STORAGE = "Own"
 
 
 @dataclass(frozen=True)
 class Location:
-    connection_string: str
+    connection_string: str | None
     container: str
     blob: str
     base_location: str | None = None
     sas_token: str | None = None
+    own: bool = False  # the app's own storage account
 
     @property
     def uses_sas(self) -> bool:
         return bool(self.sas_token and self.base_location)
 
     def to_dict(self) -> dict:
-        return {"ConnectionString": self.connection_string, "BaseLocation": self.base_location,
-                "RelativeLocation": f"{self.container}/{self.blob}", "SasBlobToken": self.sas_token}
+        stored = {"ConnectionString": self.connection_string, "BaseLocation": self.base_location,
+                  "RelativeLocation": f"{self.container}/{self.blob}", "SasBlobToken": self.sas_token}
+        return {**stored, OWN_STORAGE: True} if self.own else stored
 
 
 @dataclass(frozen=True)
 class JobRequest:
     input: Location
-    outputs: dict[str, Location]
+    outputs: dict[str, Location]  # empty: every output goes to the app's own storage
     global_parameters: dict[str, str]
     pool_id: str | None
 
 
-def parse_location(value, where: str) -> Location:
+def canonical(fields: dict, names: tuple[str, ...], where: str) -> dict:
+    """The object with its known field names spelt as BES spells them (BES matched them
+    whatever their case); unknown names are kept as given. The same field twice is refused."""
+    spelling = {name.lower(): name for name in names}
+    result: dict = {}
+    for key, value in fields.items():
+        name = spelling.get(key.lower(), key) if isinstance(key, str) else key
+        if name in result:
+            raise InvalidRequest(f"{where}{name} is given twice (field names are matched whatever their case)",
+                                 "DuplicateField", f"{where}{name}")
+        result[name] = value
+    return result
+
+
+def _refused(where: str, message: str) -> InvalidRequest:
+    return InvalidRequest(f"{where}: {message}", "InvalidLocation", where)
+
+
+def parse_location(value, where: str, stored: bool = False) -> Location:
+    """A blob location: ConnectionString + RelativeLocation, or SAS only (ConnectionString null,
+    BaseLocation the blob endpoint, RelativeLocation and SasBlobToken). Only a stored request
+    may name the app's own storage (a caller never can)."""
     if not isinstance(value, dict):
-        raise InvalidRequest(f"{where} must be an object with ConnectionString and RelativeLocation", "InvalidLocation")
+        raise _refused(where, "must be an object with ConnectionString (or BaseLocation and SasBlobToken) and "
+                              "RelativeLocation")
+    if stored and value.get(OWN_STORAGE) is True:
+        return _own_location(value, where)
+    value = canonical(value, LOCATION_FIELDS, "")
     unknown = sorted(set(value) - set(LOCATION_FIELDS))
     if unknown:
-        raise InvalidRequest(f"{where} has unknown field(s) {', '.join(unknown)}; a location takes "
-                             f"{', '.join(LOCATION_FIELDS)}", "InvalidLocation")
-    connection = value.get("ConnectionString")
-    base, sas = value.get("BaseLocation"), value.get("SasBlobToken")
-    for name, field in (("BaseLocation", base), ("SasBlobToken", sas)):
+        raise _refused(where, f"unknown field(s) {', '.join(map(str, unknown))}; a location takes "
+                              f"{', '.join(LOCATION_FIELDS)}")
+    connection, base, sas = value.get("ConnectionString"), value.get("BaseLocation"), value.get("SasBlobToken")
+    for name, field in (("ConnectionString", connection), ("BaseLocation", base), ("SasBlobToken", sas)):
         if field is not None and not isinstance(field, str):
-            raise InvalidRequest(f"{where}.{name} must be a string or null", "InvalidLocation")
-    if not isinstance(connection, str) or not connection.strip():
-        raise InvalidRequest(f"{where}.ConnectionString must be a storage connection string", "InvalidLocation")
-    try:
-        connection_account(connection).endpoint("blob")
-    except InvalidConnection as error:
-        raise InvalidRequest(f"{where}.ConnectionString: {error}", "InvalidLocation") from None
+            raise _refused(f"{where}.{name}", "must be a string or null")
+    connection, base, sas = (connection or "").strip() or None, (base or "").strip() or None, \
+        (sas or "").strip() or None
+    if sas and not base:
+        raise _refused(f"{where}.SasBlobToken", "needs a BaseLocation (the blob endpoint)")
+    if connection is None and not (base and sas):
+        raise _refused(where, "give a ConnectionString, or BaseLocation and SasBlobToken for a blob reached "
+                              "by shared access signature")
+    if connection is not None:
+        try:
+            connection_account(connection).endpoint("blob")
+        except InvalidConnection as error:
+            raise _refused(f"{where}.ConnectionString", str(error)) from None
     if base:
         try:
-            endpoint_url(base, f"{where}.BaseLocation")
+            endpoint_url(base, "the BaseLocation")
         except InvalidConnection as error:
-            raise InvalidRequest(str(error), "InvalidLocation") from None
-    if sas and not base:
-        raise InvalidRequest(f"{where}.SasBlobToken needs a BaseLocation (the blob endpoint)", "InvalidLocation")
-    relative = value.get("RelativeLocation")
+            raise _refused(f"{where}.BaseLocation", str(error)) from None
+    container, blob = _relative(value.get("RelativeLocation"), f"{where}.RelativeLocation")
+    return Location(connection, container, blob, base, sas)
+
+
+def _relative(relative, where: str) -> tuple[str, str]:
     if not isinstance(relative, str) or "/" not in relative.strip("/"):
-        raise InvalidRequest(f"{where}.RelativeLocation must be 'container/path/to/blob'", "InvalidLocation")
+        raise _refused(where, "must be 'container/path/to/blob'")
     container, _, blob = relative.strip("/").partition("/")
     if not CONTAINER.fullmatch(container):
-        raise InvalidRequest(f"{where}.RelativeLocation: '{container}' is not a valid container name "
-                             "(3-63 lower-case letters, digits and single hyphens)", "InvalidLocation")
+        raise _refused(where, f"'{container}' is not a valid container name (3-63 lower-case letters, digits "
+                              "and single hyphens)")
     if len(blob) > 1024 or any(ord(c) < 32 for c in blob):
-        raise InvalidRequest(f"{where}.RelativeLocation: the blob name is not valid", "InvalidLocation")
-    return Location(connection, container, blob, base or None, sas or None)
+        raise _refused(where, "the blob name is not valid")
+    return container, blob
+
+
+def _own_location(value: dict, where: str) -> Location:
+    container, blob = _relative(value.get("RelativeLocation"), f"{where}.RelativeLocation")
+    return Location(None, container, blob, own=True)
+
+
+def own_outputs(output_names, container: str, job_id: str, now) -> dict[str, Location]:
+    """Where a job's outputs go when its caller leaves them to the service: the app's own
+    storage, under `<container>/<yyyy-mm-dd>/<job id>/<output>.csv`."""
+    return {name: Location(None, container, f"{now:%Y-%m-%d}/{job_id}/{name}.csv", own=True)
+            for name in output_names}
 
 
 def parse_request(body: dict, input_names: list[str], output_names: list[str]) -> JobRequest:
-    only_fields(body, REQUEST_FIELDS)
+    """A BES 2.0 job request. Field names are matched whatever their case and unknown top-level
+    fields are ignored, as BES did; everything else that is wrong is refused."""
+    body = canonical(body, REQUEST_FIELDS, "")
     has_input, has_inputs = body.get("Input") is not None, body.get("Inputs") is not None
     if has_input == has_inputs:
         raise InvalidRequest("give the input blob as Input, or as Inputs by name — exactly one of them",
-                             "MissingInput" if not has_input else "InvalidRequest")
+                             "MissingInput" if not has_input else "InvalidRequest", "Inputs")
     if has_input:
         source = parse_location(body["Input"], "Input")
     else:
         inputs = body["Inputs"]
+        if isinstance(inputs, dict):
+            inputs = canonical(inputs, tuple(input_names), "Inputs.")
         if not isinstance(inputs, dict) or set(inputs) != set(input_names):
             raise InvalidRequest(f"Inputs must name exactly this service's input(s): {', '.join(input_names)}",
-                                 "UnknownInput")
+                                 "UnknownInput", "Inputs")
         source = parse_location(inputs[input_names[0]], f"Inputs.{input_names[0]}")
     outputs = body.get("Outputs")
-    if not isinstance(outputs, dict) or not outputs:
-        raise InvalidRequest(f"Outputs is required: an object naming where to write "
-                             f"{', '.join(output_names)}", "MissingOutput")
+    if outputs is not None and not isinstance(outputs, dict):
+        raise InvalidRequest(f"Outputs must be an object naming where to write {', '.join(output_names)}, or null "
+                             "to have the service keep them", "InvalidOutputs", "Outputs")
+    outputs = canonical(outputs or {}, tuple(output_names), "Outputs.")
     unknown = sorted(set(outputs) - set(output_names))
     if unknown:
         raise InvalidRequest(f"unknown output name(s) {', '.join(unknown)}; this service writes "
-                             f"{', '.join(output_names)}", "UnknownOutput")
+                             f"{', '.join(output_names)}", "UnknownOutput", "Outputs")
     parsed_outputs = {name: parse_location(location, f"Outputs.{name}") for name, location in outputs.items()}
-    targets = [(o.container, o.blob) for o in parsed_outputs.values()]
+    targets = [(o.base_location or o.connection_string, o.container, o.blob) for o in parsed_outputs.values()]
     if len(set(targets)) != len(targets):
-        raise InvalidRequest("two outputs name the same blob", "InvalidLocation")
+        raise InvalidRequest("two outputs name the same blob", "InvalidLocation", "Outputs")
     parameters = body.get("GlobalParameters") or {}
     if not isinstance(parameters, dict) or len(parameters) > MAX_GLOBAL_PARAMETERS:
         raise InvalidRequest(f"GlobalParameters must be an object of at most {MAX_GLOBAL_PARAMETERS} entries",
-                             "InvalidValue")
+                             "InvalidValue", "GlobalParameters")
     for key, value in parameters.items():
         if isinstance(value, (dict, list)) or value is None:
-            raise InvalidRequest(f"GlobalParameters.{key} must be a string, number or boolean", "InvalidValue")
+            raise InvalidRequest(f"GlobalParameters.{key} must be a string, number or boolean", "InvalidValue",
+                                 f"GlobalParameters.{key}")
     pool_id = body.get("AzureBatchPoolId")
     if pool_id is not None and not is_valid_id(pool_id):
-        raise InvalidRequest("AzureBatchPoolId must be a pool id (1-64 letters, digits, '-' or '_')", "InvalidValue")
+        raise InvalidRequest("AzureBatchPoolId must be a pool id (1-64 letters, digits, '-' or '_')", "InvalidValue",
+                             "AzureBatchPoolId")
     return JobRequest(source, parsed_outputs, {str(k): str(v) for k, v in parameters.items()}, pool_id)
 
 
 def request_from_stored(stored: dict) -> JobRequest:
     """The request as kept in the job row (already checked at submit)."""
     return JobRequest(parse_location(stored["Input"], "Input"),
-                      {n: parse_location(l, f"Outputs.{n}") for n, l in stored["Outputs"].items()},
+                      {n: parse_location(l, f"Outputs.{n}", stored=True) for n, l in stored["Outputs"].items()},
                       stored.get("GlobalParameters") or {}, stored.get("AzureBatchPoolId"))
 
 

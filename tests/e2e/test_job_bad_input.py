@@ -30,12 +30,13 @@ BAD = [
     (lambda b: dict(b, Input=dict(b["Input"], ConnectionString="Foo=bar")), 400, "InvalidLocation"),
     (lambda b: dict(b, Input=dict(b["Input"], Extra=1)), 400, "InvalidLocation"),
     (lambda b: dict(b, Input=dict(b["Input"], SasBlobToken="sv=1")), 400, "InvalidLocation"),
-    (lambda b: without(b, "Outputs"), 400, "MissingOutput"),
+    (lambda b: dict(b, Outputs="outputs/out.csv"), 400, "InvalidOutputs"),
+    (lambda b: dict(b, input=b["Input"]), 400, "DuplicateField"),
+    (lambda b: dict(b, Input=dict(b["Input"], ConnectionString=None)), 400, "InvalidLocation"),
     (lambda b: dict(b, Outputs={"output9": b["Outputs"]["output1"]}), 400, "UnknownOutput"),
     (lambda b: dict(b, GlobalParameters={"a": {"nested": 1}}), 400, "InvalidValue"),
     (lambda b: dict(b, AzureBatchPoolId="no-such-pool"), 404, "PoolNotFound"),
     (lambda b: dict(b, AzureBatchPoolId="bad id!"), 400, "InvalidValue"),
-    (lambda b: dict(b, Unknown=1), 400, "UnknownField"),
     (lambda b: dict(b, Input=dict(b["Input"], ConnectionString=(
         "DefaultEndpointsProtocol=http;AccountName=evil;AccountKey=a2V5;BlobEndpoint=http://10.0.0.1:80/evil"))),
      400, "BlobHostNotAllowed"),
@@ -61,7 +62,7 @@ def test_a_pool_of_another_subscription_answers_as_missing(api, setup, tenant_fa
     foreign = api.job(tenant.jobs, tenant.api_key, "POST", body=dict(body, AzureBatchPoolId="theirs"))
     missing = api.job(tenant.jobs, tenant.api_key, "POST", body=dict(body, AzureBatchPoolId="never-was"))
     assert foreign.status_code == missing.status_code == 404
-    assert foreign.json()["error"]["code"] == missing.json()["error"]["code"] == "PoolNotFound"
+    assert foreign.json()["error"]["details"][0]["code"] == missing.json()["error"]["details"][0]["code"] == "PoolNotFound"
     assert job_count(api, tenant) == 0
 
 

@@ -34,7 +34,13 @@ def test_inputs_by_name_and_sas_locations():
 @pytest.mark.parametrize("body,code", [
     ({"Outputs": {"output1": location()}}, "MissingInput"),
     ({"Input": location(), "Inputs": {"input1": location()}, "Outputs": {"output1": location()}}, "InvalidRequest"),
-    ({"Input": location(), "Outputs": {}}, "MissingOutput"),
+    ({"Input": location(), "Outputs": "out/x.csv"}, "InvalidOutputs"),
+    ({"Input": location(), "input": location(), "Outputs": None}, "DuplicateField"),
+    ({"Input": {"ConnectionString": None, "RelativeLocation": "cin/in.csv"}}, "InvalidLocation"),
+    ({"Input": {"BaseLocation": "https://acct.blob.core.windows.net/", "RelativeLocation": "cin/in.csv"}},
+     "InvalidLocation"),
+    ({"Input": location(), "Outputs": {"output1": {"Own": True, "RelativeLocation": "batchpool-outputs/x.csv"}}},
+     "InvalidLocation"),
     ({"Input": location(), "Outputs": {"nope": location()}}, "UnknownOutput"),
     ({"Input": location("UPPER/x"), "Outputs": {"output1": location()}}, "InvalidLocation"),
     ({"Input": location("onlycontainer"), "Outputs": {"output1": location()}}, "InvalidLocation"),
@@ -49,6 +55,30 @@ def test_bad_requests(body, code):
     with pytest.raises(InvalidRequest) as raised:
         bes.parse_request(body, ["input1"], ["output1", "output2"])
     assert raised.value.code == code
+
+
+def test_requests_as_real_clients_send_them():
+    """Field names in any case, unknown top-level fields ignored, outputs and parameters null,
+    and locations reached by SAS only (ConnectionString null)."""
+    sas_only = {"ConnectionString": None, "BaseLocation": "https://acct.blob.core.windows.net/",
+                "RelativeLocation": "cin/in.csv", "SasBlobToken": "?sv=1&sig=x"}
+    request = bes.parse_request({"input": sas_only, "OUTPUTS": None, "globalParameters": None, "Extra": [1]},
+                                ["input1"], ["output1", "output2"])
+    assert request.input.uses_sas and request.input.connection_string is None
+    assert request.outputs == {} and request.global_parameters == {}
+    named = bes.parse_request({"inputs": {"INPUT1": {k.lower(): v for k, v in sas_only.items()}},
+                               "Outputs": {"Output2": location("out/b.csv")}}, ["input1"], ["output1", "output2"])
+    assert named.input.blob == "in.csv" and list(named.outputs) == ["output2"]
+
+
+def test_outputs_left_to_the_service_go_to_its_own_storage_and_survive_storage():
+    request = bes.parse_request({"Input": location(), "Outputs": None}, ["input1"], ["output1", "output2"])
+    own = bes.own_outputs(["output1", "output2"], "batchpool-outputs", "job42", T0)
+    assert own["output2"].own and (own["output2"].container, own["output2"].blob) == (
+        "batchpool-outputs", "2026-01-01/job42/output2.csv")
+    import dataclasses
+    stored = bes.request_to_stored(dataclasses.replace(request, outputs=own))
+    assert bes.request_from_stored(stored).outputs == own
 
 
 def test_public_location_drops_secrets():
