@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from shared import clock, secrets
 from shared.api import ROUTE_PREFIX
-from shared.errors import Conflict, InvalidRequest, Unauthorized
+from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from shared.settings import get_settings
 from shared.swagger import bes_swagger
 from shared.storage import SERVICES, get_store, retry_on_conflict
@@ -68,6 +68,13 @@ def service_url(base_url: str, subscription_id: str, service_id: str) -> str:
     return f"{base_url}/{ROUTE_PREFIX}/subscriptions/{subscription_id}/services/{service_id}"
 
 
+def jobs_url(base_url: str, subscription_id: str, service_id: str, kind: str) -> str:
+    """Where a service's BES jobs are called: the classic form for Classic services."""
+    if kind == CLASSIC:
+        return f"{base_url}/{ROUTE_PREFIX}/workspaces/{subscription_id}/services/{service_id}/jobs"
+    return f"{service_url(base_url, subscription_id, service_id)}/jobs"
+
+
 def _view(entity, base_url: str) -> dict:
     url = service_url(base_url, entity["PartitionKey"], entity["RowKey"])
     service = _service(entity)
@@ -75,7 +82,8 @@ def _view(entity, base_url: str) -> dict:
             "Kind": entity["Kind"], "BillingPlanId": entity.get("BillingPlanId") or None,
             "Scorer": entity["Scorer"], "InputNames": list(service.input_names),
             "OutputNames": list(service.output_names), "TimeoutSeconds": service.timeout_seconds,
-            "BatchRequestsUrl": f"{url}/jobs?api-version=2.0",
+            "BatchRequestsUrl": f"{jobs_url(base_url, service.subscription_id, service.service_id, service.kind)}"
+                                "?api-version=2.0",
             "SwaggerUrl": f"{url}/swagger.json", "CreatedAt": clock.iso(entity["CreatedAt"])}
 
 
@@ -162,7 +170,7 @@ def authenticate(subscription_id: str, service_id: str, presented: str) -> Servi
     if is_valid_id(subscription_id) and is_valid_id(service_id):
         entity = get_store().get(SERVICES, subscription_id, service_id)
     _check_key(presented, entity["ApiKeyHash"] if entity else None)
-    _key_hashes_seen(subscription_id, service_id, entity["ApiKeyHash"])
+    _key_hashes_seen(subscription_id, service_id, entity["ApiKeyHash"], entity["Kind"])
     return _service(entity)
 
 
@@ -171,24 +179,33 @@ def _check_key(presented: str, stored_hash: str | None) -> None:
         raise Unauthorized("the API key is not valid for this web service")
 
 
-# A service's API key never changes and a service is never deleted, so its key hash is kept
-# per process once read: checking a key then costs no storage request.
-_key_hashes: dict[tuple[str, str], str] = {}
+# A service's API key and kind never change and a service is never deleted, so its key hash
+# and kind are kept per process once read: checking a key then costs no storage request.
+_key_hashes: dict[tuple[str, str], tuple[str, str]] = {}
 MAX_CACHED_KEYS = 10000
 
 
-def _key_hashes_seen(subscription_id: str, service_id: str, key_hash: str) -> None:
+def _key_hashes_seen(subscription_id: str, service_id: str, key_hash: str, kind: str) -> None:
     if len(_key_hashes) >= MAX_CACHED_KEYS:
         _key_hashes.clear()
-    _key_hashes[(subscription_id, service_id)] = key_hash
+    _key_hashes[(subscription_id, service_id)] = (key_hash, kind)
 
 
-def authenticate_key(subscription_id: str, service_id: str, presented: str) -> ServiceRef:
-    """Check the API key presented for a service (from the per-process cache when it can)."""
-    key_hash = _key_hashes.get((subscription_id, service_id))
-    if key_hash is None:
-        return authenticate(subscription_id, service_id, presented).ref
-    _check_key(presented, key_hash)
+def authenticate_key(subscription_id: str, service_id: str, presented: str, classic_form: bool = False
+                     ) -> ServiceRef:
+    """Check the API key presented for a service (from the per-process cache when it can).
+    The classic form of the job API (`/workspaces/...`) serves Classic services only."""
+    known = _key_hashes.get((subscription_id, service_id))
+    if known is None:
+        service = authenticate(subscription_id, service_id, presented)
+        kind = service.kind
+    else:
+        _check_key(presented, known[0])
+        kind = known[1]
+    if classic_form and kind != CLASSIC:
+        raise NotFound(f"service {service_id} is a New web service: call it at its BatchRequestsUrl, "
+                       f"/{ROUTE_PREFIX}/subscriptions/{subscription_id}/services/{service_id}/jobs",
+                       "NotAClassicService")
     return ServiceRef(subscription_id, service_id)
 
 

@@ -23,6 +23,7 @@ def test_every_route_refuses_bad_credentials(api, tenant_factory, blobs):
     job_id = api.job(owner.jobs, owner.api_key, "POST",
                      body=blobs.job_body("inputs/in.csv", "outputs/o.csv", pool_id)).json()
     values = {"accountId": owner.account_id, "poolId": pool_id, "subscriptionId": owner.subscription_id,
+              "workspaceId": owner.subscription_id,
               "serviceId": owner.service_id, "jobId": job_id, "keyName": "primary", "billingPlanId": "plan-a"}
     checked = set()
     for path, method, scheme in routes():
