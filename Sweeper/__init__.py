@@ -1,4 +1,5 @@
-"""Timer (every 10 s): re-tick pools, finish half-ended jobs, hand stale runs to another instance."""
+"""Timer (every 10 s): re-tick pools, finish half-ended jobs, hand stale runs to another instance,
+remove kept outputs past their retention."""
 import logging
 
 import azure.functions as func

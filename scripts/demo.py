@@ -82,7 +82,8 @@ class Demo:
             job_id = self.call("POST", f"{jobs_url}?api-version=2.0", body, key=api_key)
             status = self.call("POST", f"{jobs_url}/{job_id}/start?api-version=2.0", key=api_key)
             started_at[job_id] = time.monotonic()
-            where = f"queue position {status['QueuePosition']}" if status["QueuePosition"] else "on a free VM"
+            where = (f"queue position {status['QueuePosition']}, {status['PendingReason']}" if status["QueuePosition"]
+                     else f"on {status['VmId']}")
             self.say(f"job {index + 1}: {status['StatusCode']} ({where})")
             ids.append(job_id)
 
@@ -93,7 +94,8 @@ class Demo:
                     status = self.call("GET", f"{jobs_url}/{job_id}?api-version=2.0", key=api_key)
                     if status["StatusCode"] in TERMINAL:
                         finals[job_id] = status
-                        self.say(f"job {ids.index(job_id) + 1}: {status['StatusCode']} — {status['Details']}")
+                        outcome = status["Details"] or f"{(status['Progress'] or {}).get('RowsScored', 0)} rows scored"
+                        self.say(f"job {ids.index(job_id) + 1}: {status['StatusCode']} — {outcome}")
             time.sleep(0.3)
 
         order = sorted(ids, key=lambda j: finals[j]["StartTime"])

@@ -38,8 +38,8 @@ from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestE
 from shared import bes, clock, dispatch, records, runs, services
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
-from shared.storage import (POOLS, BlobFile, WriteConflict, blob_endpoint, blob_file, ensure_container,
-                            get_queues, get_store, location_account)
+from shared.storage import (POOLS, BlobFile, WriteConflict, account_of, blob_endpoint, ensure_container,
+                            get_queues, get_store)
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +278,10 @@ class _Slice:
         self.header = self.run.get("InputHeader") or b""
         self.outputs = {}
         for index, (name, location) in enumerate(request.outputs.items()):
-            account = location_account(location.connection_string, location.base_location, location.sas_token)
+            account = account_of(location)
             if not location.uses_sas and not staged:
                 ensure_container(account, location.container)
-            self.outputs[name] = _Output(blob_file(location.connection_string, location.container, location.blob,
-                                                   location.base_location, location.sas_token),
+            self.outputs[name] = _Output(BlobFile(account, location.container, location.blob),
                                          self.run["JobId"], index, staged.get(name, 0))
 
     def needs_rescoring(self) -> bool:
@@ -300,8 +299,7 @@ class _Slice:
         `to_the_end`), False when the slice's time ran out first."""
         source = self.request.input
         offset = self.position["InputOffset"]
-        opened = blob_file(source.connection_string, source.container, source.blob, source.base_location,
-                           source.sas_token).read_from(offset)
+        opened = BlobFile(account_of(source), source.container, source.blob).read_from(offset)
         if opened is None:
             raise JobFailed(f"input blob {source.container}/{source.blob} does not exist")
         size, blocks = opened
@@ -422,8 +420,6 @@ def run_job(partition: str, job_id: str) -> None:
     if outcome is None:
         return
     status, details, results = outcome
-    if status == runs.FINISHED:
-        details = f"scored {run.get('RowsScored') or 0} rows"
     run.pop("ProgressRows", None)
     run.pop("ProgressOffset", None)
     log.info("job run done job=%s state=%s seconds=%.2f", job_id, status, time.monotonic() - started)
@@ -449,9 +445,8 @@ def _run_slice(lease: _Lease, scorer: str, settings) -> tuple[str, str, dict | N
             log.info("run handed over job=%s rows=%s offset=%s", job_id, run["RowsScored"], run["InputOffset"])
             return None
         work.commit()
-        results = {name: bes.public_location(location, blob_endpoint(
-            location.connection_string, location.base_location, location.sas_token))
-            for name, location in request.outputs.items()}
+        results = {name: bes.public_location(location, blob_endpoint(account_of(location)))
+                   for name, location in request.outputs.items()}
         return runs.FINISHED, "", results
     except RunLost:
         log.info("run stopped job=%s (cancelled, timed out or taken over)", job_id)

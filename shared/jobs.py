@@ -8,16 +8,17 @@ While a started job waits or runs, its state lives in the pool partition's run r
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import logging
 import secrets as random_tokens
 
 from shared import bes, clock, dispatch, layout, runs, services, vms
 from shared.pools import vm_operations
-from shared.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from shared.errors import AlreadyEnded, InvalidOperation, InvalidRequest, NotFound, PayloadTooLarge
 from shared.services import ServiceRef
 from shared.settings import get_settings
-from shared.storage import (JOBS, POOLS, WriteConflict, blob_endpoint, concurrently, get_store, location_account,
+from shared.storage import (JOBS, POOLS, WriteConflict, account_of, blob_endpoint, concurrently, get_store,
                             own_blob_endpoint, read_token, retry_on_conflict)
 from shared.validation import is_valid_id
 
@@ -37,8 +38,12 @@ def require_api_version(params) -> None:
 
 
 def authorize(route_params, params, token: str) -> ServiceRef:
-    """The web service whose API key was presented, for a request with the right api-version."""
-    service = services.authenticate_key(route_params["subscriptionId"], route_params["serviceId"], token)
+    """The web service whose API key was presented, for a request with the right api-version.
+    A Classic service may also be called at the classic address, where the workspace id is its
+    subscription id: `/workspaces/{workspaceId}/services/{serviceId}/jobs...`."""
+    classic_form = "workspaceId" in route_params
+    subscription = route_params["workspaceId"] if classic_form else route_params["subscriptionId"]
+    service = services.authenticate_key(subscription, route_params["serviceId"], token, classic_form)
     require_api_version(params)
     return service
 
@@ -56,10 +61,9 @@ def new_job_id(now) -> str:
 def _check_blob_hosts(request: bes.JobRequest) -> None:
     allowed = [*get_settings().blob_host_allowlist, own_blob_endpoint()]
     for name, location in [("Input", request.input), *((f"Outputs.{n}", l) for n, l in request.outputs.items())]:
-        endpoint = blob_endpoint(location.connection_string, location.base_location, location.sas_token)
-        if not bes.host_allowed(endpoint, allowed):
+        if not bes.host_allowed(blob_endpoint(account_of(location)), allowed):
             raise InvalidRequest(f"{name} points at a blob endpoint this deployment does not reach; allowed "
-                                 "are its own storage account and BLOB_HOST_ALLOWLIST", "BlobHostNotAllowed")
+                                 "are its own storage account and BLOB_HOST_ALLOWLIST", "BlobHostNotAllowed", name)
 
 
 def _read_pool(subscription_id: str, pool_id) -> dict | None:
@@ -71,7 +75,7 @@ def _read_pool(subscription_id: str, pool_id) -> dict | None:
 def submit_job(caller: ServiceRef, body: dict) -> str:
     """Record the job NotStarted. It keeps the service's scorer, timeout and plan as they are
     now: a job runs as its service was when it was submitted."""
-    named_pool = body.get("AzureBatchPoolId") if isinstance(body, dict) else None
+    named_pool = bes.canonical(body, bes.REQUEST_FIELDS, "").get("AzureBatchPoolId")
     service, pool = concurrently(lambda: services.get_service(caller.subscription_id, caller.service_id),
                                  lambda: _read_pool(caller.subscription_id, named_pool))
     request = bes.parse_request(body, list(service.input_names), list(service.output_names))
@@ -82,12 +86,15 @@ def submit_job(caller: ServiceRef, body: dict) -> str:
         if pool is None or pool["State"] != "Active":
             # A pool of another subscription answers exactly like one that does not exist.
             raise NotFound(f"no pool {request.pool_id} for this web service's subscription", "PoolNotFound")
+    now = clock.utcnow()
+    job_id = new_job_id(now)
+    if not request.outputs:
+        request = dataclasses.replace(request, outputs=bes.own_outputs(
+            service.output_names, get_settings().output_container, job_id, now))
     stored = json.dumps(bes.request_to_stored(request))
     if len(stored) > MAX_STORED_REQUEST_CHARS:
         raise PayloadTooLarge(f"the job definition is {len(stored)} characters; at most "
                               f"{MAX_STORED_REQUEST_CHARS} are kept", "JobTooLarge")
-    now = clock.utcnow()
-    job_id = new_job_id(now)
     get_store().insert(JOBS, {"PartitionKey": job_partition(service), "RowKey": job_id, "Status": NOT_STARTED,
                               "Request": stored, "PoolId": request.pool_id or "", "CreatedAt": now,
                               "Details": "", "Results": "{}", "Attempts": 0, "Scorer": service.scorer,
@@ -104,14 +111,17 @@ def _job(service: ServiceRef, job_id: str) -> dict:
     return job
 
 
-def _already_ended(job_id: str, status: str) -> Conflict:
-    return Conflict(f"job {job_id} has already ended ({status})", "JobAlreadyEnded")
+def _already_ended(job_id: str, status: str, starting: bool = False) -> InvalidOperation:
+    if starting:
+        return InvalidOperation(f"job {job_id} has already ended ({status}); submit a new job to run it again",
+                                "CannotStartJob")
+    return AlreadyEnded(f"job {job_id} has already ended ({status})", "JobAlreadyEnded")
 
 
-def _job_not_ended(service: ServiceRef, job_id: str) -> dict:
+def _job_not_ended(service: ServiceRef, job_id: str, starting: bool = False) -> dict:
     job = _job(service, job_id)
     if job["Status"] in runs.TERMINAL:
-        raise _already_ended(job_id, job["Status"])
+        raise _already_ended(job_id, job["Status"], starting)
     return job
 
 
@@ -141,10 +151,11 @@ def start_job(service: ServiceRef, job_id: str) -> dict:
     store = get_store()
 
     def mark_started():
-        """The job row, and for a first start whether anyone waits and the pool's VMs."""
-        job = _job_not_ended(service, job_id)
+        """The job row, and for a first start whether anyone waits (None if it was started
+        before) and the pool's VMs."""
+        job = _job_not_ended(service, job_id, starting=True)
         if job["Status"] != NOT_STARTED:
-            return job, True, []
+            return job, None, []
         if not job["PoolId"]:
             ensure_classic_pool()
         partition, pool_id = _placement(service, job)
@@ -157,7 +168,11 @@ def start_job(service: ServiceRef, job_id: str) -> dict:
 
     job, others_wait, pool_vms = retry_on_conflict(mark_started)
     partition, pool_id = _placement(service, job)
-    if not others_wait:
+    if others_wait is None:  # started before: an ended run cannot start again; otherwise go on
+        earlier = runs.get_run(partition, job_id)
+        if earlier is not None and earlier["State"] in runs.TERMINAL:
+            raise _already_ended(job_id, earlier["State"], starting=True)
+    if others_wait is False:
         started = dispatch.start_at_once(_new_run(service, job, partition, pool_id), pool_vms)
         if started:
             return _running_view(job, *started)
@@ -175,8 +190,8 @@ def start_job(service: ServiceRef, job_id: str) -> dict:
 
 
 def _running_view(job: dict, vm_id: str, start_time) -> dict:
-    return {**_job_view(job), "StatusCode": runs.RUNNING, "StartTime": clock.iso(start_time),
-            "Details": f"running on {vm_id}"}
+    return {**_job_view(job), "StatusCode": runs.RUNNING, "StartTime": clock.iso(start_time), "PendingReason": None,
+            "VmId": vm_id, "Progress": {"RowsScored": 0, "InputBytesRead": 0, "InputBytes": None}}
 
 
 def cancel_job(service: ServiceRef, job_id: str) -> dict:
@@ -216,10 +231,23 @@ def cancel_job(service: ServiceRef, job_id: str) -> dict:
     return get_job(service, job_id)
 
 
+def _output_token(location: bes.Location, now, hours: int) -> str:
+    """A token that reads this output: one made for this answer where the app can sign (an
+    account key, or its own account by identity), else the token the caller gave for it
+    (shown only to the service's API key holders, who gave it)."""
+    if location.uses_sas:
+        return "?" + location.sas_token.lstrip("?")
+    account = account_of(location)
+    token = read_token(account, location.container, location.blob, now, hours)
+    if not token and account.sas:
+        token = "?" + account.sas
+    return token
+
+
 def _results(stored_results: str | None, stored_request: str | None) -> dict | None:
-    """Where each output was written, as BES shows it: the blob endpoint, container/path and a
-    token that reads that one blob, made for this answer (never a token or connection string
-    the caller sent: "" when the output was given by SAS token, which the caller holds)."""
+    """Where each output was written, as BES shows it: the blob endpoint (ending in `/`),
+    container/path and a token that reads that one blob, so that BaseLocation +
+    RelativeLocation + SasBlobToken downloads it."""
     results = json.loads(stored_results or "{}")
     if not results:
         return None
@@ -227,38 +255,57 @@ def _results(stored_results: str | None, stored_request: str | None) -> dict | N
     now, hours = clock.utcnow(), get_settings().result_sas_hours
     for name, shown in results.items():
         location = outputs.get(name)
-        shown["SasBlobToken"] = "" if location is None or location.uses_sas else read_token(
-            location_account(location.connection_string), location.container, location.blob, now, hours)
+        shown["SasBlobToken"] = "" if location is None else _output_token(location, now, hours)
     return results
 
 
+# Why a job waits before any VM is involved.
+AWAITING_START, START_INCOMPLETE = "AwaitingStart", "StartIncomplete"
+
+
+def _details(status: str, details: str | None) -> str | None:
+    """BES's Details: the reason a job failed or was cancelled, else null."""
+    return (details or None) if status in (runs.FAILED, runs.CANCELLED) else None
+
+
 def _job_view(job: dict) -> dict:
-    return {"JobId": job["RowKey"], "StatusCode": job["Status"],
+    status = job["Status"]
+    return {"JobId": job["RowKey"], "StatusCode": status,
             "Results": _results(job.get("Results"), job.get("Request")),
-            "Details": job.get("Details") or None, "CreatedAt": clock.iso(job["CreatedAt"]),
+            "Details": _details(status, job.get("Details")), "CreatedAt": clock.iso(job["CreatedAt"]),
             "StartTime": clock.iso(job.get("StartTime")), "EndTime": clock.iso(job.get("EndTime")),
-            "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None, "Attempts": job.get("Attempts") or 0,
-            "Progress": None}
+            "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None,
+            "PendingReason": AWAITING_START if status == NOT_STARTED else None, "VmId": None,
+            "Attempts": job.get("Attempts") or 0,
+            "Progress": _final_progress(job) if status == runs.FINISHED else None}
 
 
-def _started_view(job: dict, run: dict, queue_position: int | None) -> dict:
-    """A started job as its run row tells it (the run row is the arbiter while it exists)."""
+def _started_view(job: dict, run: dict, place: tuple[int, str] | None) -> dict:
+    """A started job as its run row tells it (the run row is the arbiter while it exists);
+    `place` is a waiting job's queue position and the reason it waits."""
     view = _job_view(job)
-    view["StatusCode"] = NOT_STARTED if run["State"] == runs.WAITING else run["State"]
+    state = run["State"]
+    view["StatusCode"] = NOT_STARTED if state == runs.WAITING else state
     view["StartTime"] = clock.iso(run.get("StartTime"))
     view["EndTime"] = clock.iso(run.get("EndTime"))
     view["Attempts"] = run.get("Attempts") or 0
-    if run["State"] == runs.WAITING:
-        view["QueuePosition"] = queue_position
-        view["Details"] = f"waiting for a free VM of pool {job['PoolId']}" if job["PoolId"] else \
-            "waiting for a slot of the shared classic environment"
-    elif run["State"] == runs.RUNNING:
-        view["Details"] = f"running on {run.get('VmId')}"
+    view["PendingReason"] = None
+    if state == runs.WAITING:
+        view["QueuePosition"], view["PendingReason"] = place or (None, None)
+    elif state == runs.RUNNING:
+        view["VmId"] = run.get("VmId") or None
         view["Progress"] = progress(run)
     else:
-        view["Details"] = run.get("Details") or None
+        view["Details"] = _details(state, run.get("Details"))
         view["Results"] = _results(run.get("Results"), job.get("Request"))
+        view["Progress"] = _final_progress(run) if state == runs.FINISHED else None
     return view
+
+
+def _final_progress(row: dict) -> dict:
+    """What a finished job did (as its run, or the job row it was copied to, kept it)."""
+    size = row.get("InputBytes") or None
+    return {"RowsScored": row.get("RowsScored") or 0, "InputBytesRead": size, "InputBytes": size}
 
 
 def progress(run: dict) -> dict:
@@ -274,8 +321,7 @@ def _half_started_view(service: ServiceRef, job: dict) -> dict:
     refreshed = _job(service, job["RowKey"])
     if refreshed["Status"] != STARTED:
         return _job_view(refreshed)
-    return {**_job_view(job), "StatusCode": NOT_STARTED,
-            "Details": "start requested; call start again to complete it"}
+    return {**_job_view(job), "StatusCode": NOT_STARTED, "PendingReason": START_INCOMPLETE}
 
 
 def get_job(service: ServiceRef, job_id: str) -> dict:
@@ -285,10 +331,10 @@ def get_job(service: ServiceRef, job_id: str) -> dict:
     run = runs.get_run(_placement(service, job)[0], job_id)
     if run is None:
         return _half_started_view(service, job)
-    position = None
+    place = None
     if run["State"] == runs.WAITING:
-        position = _queue_positions(service, [(job, run)])[run["WaitKey"]]
-    return _started_view(job, run, position)
+        place = _waiting_places(service, [(job, run)])[run["WaitKey"]]
+    return _started_view(job, run, place)
 
 
 # What a listing reads of a run: never its copy of the request.
@@ -316,22 +362,29 @@ def _runs_of(service: ServiceRef, started: list[dict]) -> dict[str, dict]:
     return found
 
 
-def _queue_positions(service: ServiceRef, waiting: list[tuple[dict, dict]]) -> dict[str, int]:
-    """1-based queue positions of waiting runs, by wait key: one read of each pool's wait keys
-    up to the last one asked about."""
+def _waiting_places(service: ServiceRef, waiting: list[tuple[dict, dict]]) -> dict[str, tuple[int, str]]:
+    """(1-based queue position, pending reason) of waiting runs, by wait key: per pool, one
+    read of its wait keys up to the last one asked about and one of its live VMs, side by side."""
     by_pool: dict[tuple[str, str], list[str]] = {}
     for job, run in waiting:
         by_pool.setdefault(_placement(service, job), []).append(run["WaitKey"])
     store = get_store()
     pools = list(by_pool.items())
-    reads = [(lambda p=p, keys=keys: store.key_range(POOLS, p[0], layout.wait_prefix(p[1]), max(keys), ["RowKey"]))
-             for p, keys in pools]
-    positions = {}
-    for (_, keys), rows in zip(pools, concurrently(*reads)):
-        queue = [row["RowKey"] for row in rows]
+    reads = []
+    for (partition, pool_id), keys in pools:
+        reads.append(lambda p=partition, i=pool_id, k=max(keys): store.key_range(POOLS, p, layout.wait_prefix(i), k,
+                                                                                 ["RowKey"]))
+        classic = partition == layout.CLASSIC_PARTITION  # its reason needs no VMs
+        reads.append(lambda p=partition, i=pool_id, c=classic: [] if c else dispatch.live_vms(p, i))
+    answers = concurrently(*reads)
+    now = clock.utcnow()
+    places = {}
+    for index, ((partition, _), keys) in enumerate(pools):
+        queue = [row["RowKey"] for row in answers[2 * index]]
+        reason = vms.pending_reason(answers[2 * index + 1], now, classic=partition == layout.CLASSIC_PARTITION)
         for key in keys:
-            positions[key] = bisect.bisect_left(queue, key) + 1
-    return positions
+            places[key] = (bisect.bisect_left(queue, key) + 1, reason)
+    return places
 
 
 def list_jobs(service: ServiceRef, params) -> dict:
@@ -349,7 +402,7 @@ def list_jobs(service: ServiceRef, params) -> dict:
     run_of = _runs_of(service, started) if started else {}
     waiting = [(job, run_of[job["RowKey"]]) for job in started
                if job["RowKey"] in run_of and run_of[job["RowKey"]]["State"] == runs.WAITING]
-    positions = _queue_positions(service, waiting) if waiting else {}
+    places = _waiting_places(service, waiting) if waiting else {}
     views = []
     for job in page:
         run = run_of.get(job["RowKey"])
@@ -358,7 +411,7 @@ def list_jobs(service: ServiceRef, params) -> dict:
         elif run is None:
             views.append(_half_started_view(service, job))
         else:
-            views.append(_started_view(job, run, positions.get(run.get("WaitKey"))))
+            views.append(_started_view(job, run, places.get(run.get("WaitKey"))))
     return {"Jobs": views, "ContinuationToken": page[-1]["RowKey"] if len(rows) > int(top) else None}
 
 

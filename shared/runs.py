@@ -77,4 +77,5 @@ def copy_to_job(run: dict) -> None:
     get_store().merge(JOBS, {"PartitionKey": run["JobPartition"], "RowKey": run["JobId"], "Status": run["State"],
                              "Details": run.get("Details") or "", "Results": run.get("Results") or "{}",
                              "StartTime": run.get("StartTime"), "EndTime": run.get("EndTime"),
-                             "Attempts": run.get("Attempts") or 0})
+                             "Attempts": run.get("Attempts") or 0, "RowsScored": run.get("RowsScored") or 0,
+                             "InputBytes": run.get("InputBytes") or 0})

@@ -43,6 +43,8 @@ class Settings:
     run_slice_seconds: int
     runner_threads: int
     scorer_packages: tuple[str, ...]
+    output_container: str
+    output_retention_minutes: int
 
     def host_account(self):
         """The host's storage account (a `StorageAccount`): the app's queues, and outputs the
@@ -68,6 +70,13 @@ def _packages(raw: str) -> tuple[str, ...]:
     if not packages or not all(_PACKAGE.fullmatch(p) for p in packages):
         raise RuntimeError(f"setting SCORER_PACKAGES must be a comma-separated list of Python packages, got {raw!r}")
     return packages
+
+
+def _container(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", name):
+        raise RuntimeError(f"setting OUTPUT_CONTAINER must be a blob container name (3-63 lower-case letters, digits "
+                           f"and single hyphens), got {name!r}")
+    return name
 
 
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -117,4 +126,6 @@ def get_settings() -> Settings:
         run_slice_seconds=_int_setting("RUN_SLICE_SECONDS", 120, 1, 3600),
         runner_threads=_int_setting("RUNNER_THREADS", 4, 1, 64),
         scorer_packages=_packages(os.environ.get("SCORER_PACKAGES", "samples")),
+        output_container=_container(os.environ.get("OUTPUT_CONTAINER") or "batchpool-outputs"),
+        output_retention_minutes=_int_setting("OUTPUT_RETENTION_MINUTES", 7 * 24 * 60, 1, 366 * 24 * 60),
     )

@@ -7,24 +7,55 @@ Each sweep (a timer, by default every 20 seconds):
   are RUN_STALE_SECONDS old: a start racing a cancel finds the cancelled run row meanwhile);
 * re-sends the run message of a running job whose runner's heartbeat went stale (its
   instance died), so another instance takes the job over;
-* keeps the classic environment at CLASSIC_MAX_CONCURRENT_JOBS slots.
+* keeps the classic environment at CLASSIC_MAX_CONCURRENT_JOBS slots;
+* now and then (a quarter of the retention, at most hourly), removes the outputs the app
+  kept for jobs once they are OUTPUT_RETENTION_MINUTES old.
 Its cost grows with the number of active pools and of jobs in flight, not with history.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from shared import clock, dispatch, jobs, layout, runs
 from shared.settings import get_settings
-from shared.storage import POOLS, WriteConflict, get_queues, get_store
+from shared.storage import POOLS, WriteConflict, get_queues, get_store, remove_older_than
 
 log = logging.getLogger(__name__)
 
 
+class _OutputRetention:
+    """When this process next looks for kept outputs past their retention."""
+
+    def __init__(self):
+        self.next_at = 0.0
+
+    def due(self, retention: dt.timedelta) -> bool:
+        if time.monotonic() < self.next_at:
+            return False
+        self.next_at = time.monotonic() + min(max(retention.total_seconds() / 4, 10), 3600)
+        return True
+
+
+_retention = _OutputRetention()
+
+
+def expire_outputs() -> int:
+    """Remove kept job outputs older than the retention, when a look is due."""
+    settings = get_settings()
+    retention = dt.timedelta(minutes=settings.output_retention_minutes)
+    if not _retention.due(retention):
+        return 0
+    removed = remove_older_than(settings.host_account(), settings.output_container, clock.utcnow() - retention)
+    if removed:
+        log.info("kept outputs removed count=%s retention_minutes=%s", removed, settings.output_retention_minutes)
+    return removed
+
+
 def sweep() -> dict:
     store = get_store()
-    figures = {"pools": 0, "started": 0, "finalized": 0, "resent": 0}
+    figures = {"pools": 0, "started": 0, "finalized": 0, "resent": 0, "outputs_removed": expire_outputs()}
     jobs.ensure_classic_pool(recheck=True)
     for pool in store.scan(POOLS, layout.POOL_PREFIX, "State eq @state", {"state": "Active"}):
         figures["pools"] += 1

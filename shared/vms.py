@@ -109,3 +109,21 @@ def was_provisioned(vm: dict) -> bool:
     """False for a VM deleted before its provisioning finished (it was never billed)."""
     deleted = vm.get("DeletedAt")
     return deleted is None or vm["ProvisionedAt"] <= deleted
+
+
+# Why a started job still waits, as its status tells it.
+WAITING_FOR_IDLE_VM, VMS_PROVISIONING, POOL_AT_ZERO_VMS, CLASSIC_SLOTS_FULL = (
+    "WaitingForIdleVm", "VmsProvisioning", "PoolAtZeroVms", "ClassicSlotsFull")
+
+
+def pending_reason(pool_vms: list[dict], now: dt.datetime, classic: bool = False) -> str:
+    """Why a job of this pool waits: the shared classic slots are all taken, the pool has no
+    VM left to run it, its only free capacity is still provisioning, or every VM is busy."""
+    if classic:
+        return CLASSIC_SLOTS_FULL
+    states = [state_of(vm, now) for vm in pool_vms if is_live(vm)]
+    if not states:
+        return POOL_AT_ZERO_VMS
+    if PROVISIONING in states and IDLE not in states:
+        return VMS_PROVISIONING
+    return WAITING_FOR_IDLE_VM

@@ -24,12 +24,19 @@ DELEGATION_KEY_HOURS = 24 * 6  # the service allows at most 7 days
 
 
 def location_account(connection_string: str | None, base_location: str | None = None,
-                     sas_token: str | None = None) -> StorageAccount:
-    """The account a location names: by BaseLocation + SAS token when given, else by
-    connection string (no I/O)."""
+                     sas_token: str | None = None, own: bool = False) -> StorageAccount:
+    """The account a location names: the app's own (`own`), by BaseLocation + SAS token when
+    given, else by connection string (no I/O)."""
+    if own:
+        return get_settings().host_account()
     if base_location and sas_token:
         return sas_account(base_location, sas_token)
     return parse_connection_string(connection_string or "")
+
+
+def account_of(location) -> StorageAccount:
+    """The account of a job's blob location (`shared.bes.Location`)."""
+    return location_account(location.connection_string, location.base_location, location.sas_token, location.own)
 
 
 @functools.lru_cache(maxsize=64)
@@ -72,19 +79,13 @@ class BlobFile:
                                        content_settings=ContentSettings(content_type=content_type))
 
 
-def blob_file(connection_string: str | None, container: str, blob: str, base_location: str | None = None,
-              sas_token: str | None = None) -> BlobFile:
-    return BlobFile(location_account(connection_string, base_location, sas_token), container, blob)
-
-
-def blob_endpoint(connection_string: str | None, base_location: str | None = None,
-                  sas_token: str | None = None) -> str:
-    """The blob service endpoint a location points at, ending in `/` (no I/O)."""
-    return location_account(connection_string, base_location, sas_token).endpoint("blob").rstrip("/") + "/"
+def blob_endpoint(account: StorageAccount) -> str:
+    """The account's blob service endpoint, ending in `/` (no I/O)."""
+    return account.endpoint("blob").rstrip("/") + "/"
 
 
 def own_blob_endpoint() -> str:
-    return get_settings().host_account().endpoint("blob").rstrip("/") + "/"
+    return blob_endpoint(get_settings().host_account())
 
 
 _known_containers: set[tuple[str, str]] = set()
@@ -103,6 +104,23 @@ def ensure_container(account: StorageAccount, container: str) -> None:
     except HttpResponseError:
         return  # no right to create containers: the writes will say whether it exists
     _known_containers.add(known)
+
+
+def remove_older_than(account: StorageAccount, container: str, before: dt.datetime) -> int:
+    """Delete the container's blobs last written before `before`; how many were removed."""
+    client = _service_of(account).get_container_client(container)
+    removed = 0
+    try:
+        for blob in client.list_blobs():
+            if blob.last_modified < before:
+                try:
+                    client.delete_blob(blob.name)
+                except ResourceNotFoundError:
+                    continue
+                removed += 1
+    except ResourceNotFoundError:
+        return 0  # no container yet: no job has had its outputs kept
+    return removed
 
 
 class _DelegationKeys:

@@ -86,3 +86,17 @@ def test_provisioning_ends_on_a_whole_second_never_early():
     assert row["ProvisionedAt"] == T0 + dt.timedelta(seconds=3)
     assert row["ProvisionedAt"] - created >= dt.timedelta(seconds=2)
     assert vms.new_vm("sub", "p", 1, T0, 2)["ProvisionedAt"] == T0 + dt.timedelta(seconds=2)
+
+
+def test_why_a_job_waits():
+    now = T0 + dt.timedelta(hours=1)
+    provisioning = {"State": vms.PROVISIONING, "ProvisionedAt": now + dt.timedelta(seconds=30)}
+    ready = {"State": vms.PROVISIONING, "ProvisionedAt": now - dt.timedelta(seconds=1)}
+    busy = {"State": vms.BUSY, "ProvisionedAt": T0}
+    draining = {"State": vms.DRAINING, "ProvisionedAt": T0}
+    assert vms.pending_reason([], now) == vms.POOL_AT_ZERO_VMS
+    assert vms.pending_reason([draining], now) == vms.POOL_AT_ZERO_VMS
+    assert vms.pending_reason([busy, provisioning], now) == vms.VMS_PROVISIONING
+    assert vms.pending_reason([provisioning, ready], now) == vms.WAITING_FOR_IDLE_VM  # one is idle: next tick
+    assert vms.pending_reason([busy, draining], now) == vms.WAITING_FOR_IDLE_VM
+    assert vms.pending_reason([], now, classic=True) == vms.CLASSIC_SLOTS_FULL
