@@ -74,7 +74,7 @@ def plan_resize(vms: list[dict], target: int, now: dt.datetime) -> ResizePlan:
         return plan
     excess = len(live) - target
     provisioning = sorted((vm for vm in live if state_of(vm, now) == PROVISIONING),
-                          key=lambda vm: vm["ProvisionedAt"], reverse=True)
+                          key=lambda vm: (vm["ProvisionedAt"], vm["RowKey"]), reverse=True)
     idle = sorted((vm for vm in live if state_of(vm, now) == IDLE), key=lambda vm: vm["RowKey"], reverse=True)
     busy = sorted((vm for vm in live if state_of(vm, now) == BUSY), key=lambda vm: vm["RowKey"], reverse=True)
     removable = provisioning + idle

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from devhost.azurite import start_azurite
-from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, unique
+from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, check_no_secret_leaked, record_every_response, unique
 
 VM_PROVISIONING_SECONDS = 2
 CHUNK_ROWS = 200
@@ -23,6 +23,15 @@ def logs_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("logs")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_leaks(logs_dir):
+    """Records every response of the session, and once every test and host has finished
+    (this fixture is set up first, so it is torn down last) checks that no secret leaked."""
+    record_every_response()
+    yield
+    check_no_secret_leaked(logs_dir)
+
+
 @pytest.fixture(scope="session")
 def azurite(logs_dir):
     emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite.log")
@@ -35,6 +44,18 @@ def app_host(azurite, logs_dir):
     host = HostProcess(ROOT, azurite.connection_string, log_path=logs_dir / "app-host.log", extra_env=APP_ENV)
     yield host
     host.stop()
+
+
+@pytest.fixture(scope="session")
+def slow_stack(logs_dir):
+    """A second stack whose VMs provision for ten minutes: a VM there stays Provisioning for
+    as long as any test needs, whatever the machine's speed."""
+    emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite-slow.log")
+    host = HostProcess(ROOT, emulator.connection_string, log_path=logs_dir / "slow-host.log",
+                       extra_env={**APP_ENV, "VM_PROVISIONING_SECONDS": "600"})
+    yield Api(host.url, host.master_key), Blobs(emulator.connection_string)
+    host.stop()
+    emulator.stop()
 
 
 @pytest.fixture(scope="session")

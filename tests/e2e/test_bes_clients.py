@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import requests
 
-from devhost.azurite import start_azurite
-from tests.e2e.conftest import APP_ENV, make_tenant
-from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, unique, wait_for
+from tests.e2e.conftest import make_tenant
+from tests.e2e.harness import unique, wait_for
 from tests.e2e.test_bad_input import error_of
 from tests.e2e.test_jobs import census_csv, ready_pool
 from tests.e2e.test_pools import create
@@ -223,19 +222,8 @@ def test_classic_jobs_waiting_for_a_slot_say_so(api, tenant, blobs, census_input
         client.wait(job_id)
 
 
-@pytest.fixture(scope="module")
-def slow_provisioning(logs_dir):
-    """A stack whose VMs take long to provision, to see a job wait for them."""
-    emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite-provisioning.log")
-    host = HostProcess(ROOT, emulator.connection_string, log_path=logs_dir / "provisioning-host.log",
-                       extra_env={**APP_ENV, "VM_PROVISIONING_SECONDS": "600"})
-    yield Api(host.url, host.master_key), Blobs(emulator.connection_string)
-    host.stop()
-    emulator.stop()
-
-
-def test_a_job_waiting_for_provisioning_vms_says_so(slow_provisioning):
-    api, blobs = slow_provisioning
+def test_a_job_waiting_for_provisioning_vms_says_so(slow_stack):
+    api, blobs = slow_stack
     tenant = make_tenant(api)
     assert create(api, tenant, 1, "growing").status_code == 201
     blobs.put("bes-inputs", "tiny.csv", census_csv(5))

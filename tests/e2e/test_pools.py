@@ -2,7 +2,7 @@
 import datetime as dt
 import time
 
-from tests.e2e.conftest import VM_PROVISIONING_SECONDS
+from tests.e2e.conftest import VM_PROVISIONING_SECONDS, make_tenant
 from tests.e2e.harness import unique, wait_for
 
 
@@ -62,9 +62,8 @@ def test_compute_hours_equal_the_sum_over_vm_timestamps(api, tenant):
     pool = api.call("GET", f"{tenant.pools}/billed", key=tenant.primary).json()
     live = [vm for vm in pool["Vms"] if vm["State"] != "Deleted"]
     assert len(live) == 1 and len(pool["Vms"]) == 3
-    # The VM added mid-way was still provisioning when the shrink came: removed first, never billed.
-    never_billed = [vm for vm in pool["Vms"] if vm["ProvisionedAt"] is None]
-    assert len(never_billed) == 1 and never_billed[0]["DeletedAt"]
+    # The shrink removed the newest VMs (provisioning or idle, the newest goes first) and kept the oldest.
+    assert [vm["VmId"] for vm in live] == ["vm-000000"]
     assert pool["ComputeSeconds"] == seconds_from_timestamps(pool) >= 3
     assert pool["ComputeHours"] == round(pool["ComputeSeconds"] / 3600, 6)
     assert sum(vm["ComputeSeconds"] for vm in pool["Vms"]) == pool["ComputeSeconds"]
@@ -123,3 +122,15 @@ def test_pool_needs_a_new_service_of_the_same_subscription(api, tenant):
     response = api.call("POST", tenant.pools, {"VmCount": 1, "ServiceSwaggerUrl": missing}, key=tenant.primary)
     assert response.status_code == 400 and response.json()["error"]["details"][0]["code"] == "ServiceNotFound"
     assert api.call("GET", tenant.pools, key=tenant.primary).json()["Pools"] == []
+
+
+def test_a_vm_still_provisioning_is_removed_first_and_never_billed(slow_stack):
+    api, _ = slow_stack  # VMs provision for ten minutes there
+    tenant = make_tenant(api)
+    create(api, tenant, 2, "young")
+    shrunk = api.call("POST", f"{tenant.pools}/young/resize", {"VmCount": 1}, key=tenant.primary)
+    assert shrunk.status_code == 202
+    pool = api.call("GET", f"{tenant.pools}/young", key=tenant.primary).json()
+    gone = [vm for vm in pool["Vms"] if vm["State"] == "Deleted"]
+    assert [vm["VmId"] for vm in gone] == ["vm-000001"]
+    assert gone[0]["ProvisionedAt"] is None and gone[0]["ComputeSeconds"] == 0 and pool["ComputeSeconds"] == 0

@@ -100,3 +100,9 @@ def test_why_a_job_waits():
     assert vms.pending_reason([provisioning, ready], now) == vms.WAITING_FOR_IDLE_VM  # one is idle: next tick
     assert vms.pending_reason([busy, draining], now) == vms.WAITING_FOR_IDLE_VM
     assert vms.pending_reason([], now, classic=True) == vms.CLASSIC_SLOTS_FULL
+
+
+def test_vms_made_together_go_newest_first():
+    made = [vm(i, vms.PROVISIONING, provisioned=later(seconds=30)) for i in range(3)]
+    plan = vms.plan_resize(made, 1, T0)
+    assert [v["VmId"] for v in plan.delete] == ["vm-2", "vm-1"]
