@@ -6,13 +6,17 @@ Behaviour reproduced from the Functions host:
 * `authLevel` function or admin: the key comes in `x-functions-key` or `?code=`; missing
   or wrong answers 401 with no body;
 * a function that raises answers 500 with no body (details go to the host's log only);
-* request bodies over 100 MB are refused with 413, as in Azure.
+* request bodies over 100 MB are refused with 413, as in Azure;
+* `POST /admin/functions/{name}` with the master key runs a timer function at once, outside
+  its schedule and its one-instance lock, as the host's admin API does: 202, or 404 for
+  no such function.
 Several host instances may bind the same port (SO_REUSEPORT): the kernel spreads
 connections among them, standing in for the load balancer in front of a scaled-out app.
 """
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -20,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
+from azure.functions.timer import TimerRequest
 
 from devhost.config import FunctionSpec
 from devhost.invoker import Invoker
@@ -30,8 +35,12 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
 
 
+ADMIN_INVOKE = re.compile(r"/admin/functions/([^/]+)", re.IGNORECASE)
+
+
 class Router:
     def __init__(self, functions: list[FunctionSpec], route_prefix: str):
+        self.by_name = {f.name.lower(): f for f in functions}
         self.prefix = [p for p in route_prefix.split("/") if p]
         http_functions = [f for f in functions if f.route is not None]
         # Literal segments win over constrained parameters, which win over plain ones.
@@ -117,14 +126,18 @@ def _make_handler(router: Router, keys: HostKeys, invoker: Invoker):
             if length < 0:
                 self._send(400)
                 return 400
+            query = dict(parse_qsl(split.query, keep_blank_values=True))
+            presented = self.headers.get("x-functions-key") or query.get("code")
+            admin = ADMIN_INVOKE.fullmatch(split.path)
+            if admin and method == "POST":
+                self._discard_body(length)
+                return self._run_now(admin.group(1), presented)
             resolved = router.resolve(split.path, method)
             if resolved is None:
                 self._discard_body(length)
                 self._send(404)
                 return 404
             spec, route_params = resolved
-            query = dict(parse_qsl(split.query, keep_blank_values=True))
-            presented = self.headers.get("x-functions-key") or query.get("code")
             if not keys.allows(spec.auth_level, presented):
                 self._discard_body(length)
                 self._send(401)
@@ -148,6 +161,27 @@ def _make_handler(router: Router, keys: HostKeys, invoker: Invoker):
                 self._send(204)
                 return 204
             return self._send_function_response(response)
+
+        def _run_now(self, name: str, presented: str | None) -> int:
+            if not keys.allows("admin", presented):
+                self._send(401)
+                return 401
+            spec = router.by_name.get(name.lower())
+            if spec is None or spec.trigger.type != "timerTrigger":
+                self._send(404)
+                return 404
+
+            def run() -> None:
+                try:
+                    invoker.invoke(spec, TimerRequest(past_due=False, schedule={"AdjustForDST": False}))
+                    log.info("function run by the admin API function=%s", spec.name)
+                except Exception as error:
+                    log.warning("function run by the admin API failed function=%s error=%s", spec.name,
+                                type(error).__name__)
+
+            threading.Thread(target=run, name=f"admin-{spec.name}", daemon=True).start()
+            self._send(202)
+            return 202
 
         def _discard_body(self, length: int) -> None:
             if 0 < length <= MAX_REQUEST_BYTES:

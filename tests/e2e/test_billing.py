@@ -70,29 +70,119 @@ def seconds_until(vms, until: dt.datetime) -> int:
     return total
 
 
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class VmWatch:
+    """What the client saw of each VM: when it asked for it, first saw it Idle, asked for it
+    to go and saw that answered. Its bill must lie between (seen Idle -> asked to go) and
+    (asked for + provisioning -> answered), to the second."""
+
+    def __init__(self):
+        self.asked, self.idle, self.going, self.gone = {}, {}, {}, {}
+
+    def ask(self, call, vm_ids):
+        sent = now()
+        response = call()
+        for vm_id in vm_ids:
+            self.asked[vm_id] = sent
+        return response
+
+    def see_idle(self, api, path, key, count):
+        pool = wait_for(lambda: (p := api.call("GET", path, key=key).json())["VmCounts"]["Idle"] == count and p,
+                        timeout=30, interval=0.1)
+        seen = now()
+        for vm in pool["Vms"]:
+            if vm["State"] == "Idle":
+                self.idle.setdefault(vm["VmId"], seen)
+
+    def remove(self, call, vm_ids):
+        sent = now()
+        response = call()
+        answered = now()
+        for vm_id in vm_ids:
+            self.going[vm_id], self.gone[vm_id] = sent, answered
+        return response
+
+    def brackets(self) -> tuple[int, int]:
+        provisioning = dt.timedelta(seconds=int(APP_ENV["VM_PROVISIONING_SECONDS"]))
+        low = sum(int((self.going[v] - self.idle[v]).total_seconds()) - 1 for v in self.gone)
+        high = sum(int((self.gone[v] - (self.asked[v] + provisioning)).total_seconds()) + 1 for v in self.gone)
+        return low, high
+
+
 def test_ledger_equals_the_vm_timestamps_after_resizes_and_delete(stack, idle_pool):
     api = stack.api
     tenant = make_tenant(api)
-    assert create(api, tenant, 2, "busy-day").status_code == 201
-    time.sleep(3.2)
-    api.call("POST", f"{tenant.pools}/busy-day/resize", {"VmCount": 3}, key=tenant.primary)
-    time.sleep(3.1)
-    api.call("POST", f"{tenant.pools}/busy-day/resize", {"VmCount": 1}, key=tenant.primary)
-    time.sleep(2.3)
-    before = api.call("GET", f"{tenant.pools}/busy-day", key=tenant.primary).json()
-    deleted = api.call("DELETE", f"{tenant.pools}/busy-day", key=tenant.primary).json()
+    path, key = f"{tenant.pools}/busy-day", tenant.primary
+    watch = VmWatch()
+    assert watch.ask(lambda: create(api, tenant, 2, "busy-day"), ["vm-000000", "vm-000001"]).status_code == 201
+    watch.see_idle(api, path, key, 2)
+    time.sleep(1.1)  # lets the VMs bill (a duration, not a wait for anything)
+    watch.ask(lambda: api.call("POST", f"{path}/resize", {"VmCount": 3}, key=key), ["vm-000002"])
+    watch.see_idle(api, path, key, 3)
+    time.sleep(1.1)
+    shrunk = watch.remove(lambda: api.call("POST", f"{path}/resize", {"VmCount": 1}, key=key),
+                          ["vm-000002", "vm-000001"])
+    assert shrunk.json()["VmCounts"]["Idle"] == 1
+    time.sleep(1.1)
+    before = api.call("GET", path, key=key).json()
+    deleted = watch.remove(lambda: api.call("DELETE", path, key=key), ["vm-000000"]).json()
     deleted_at = parse(deleted["DeletedAt"]).replace(microsecond=0)
     expected = seconds_until(before["Vms"], deleted_at)
     assert deleted["ComputeSeconds"] == expected > 0
+    low, high = watch.brackets()
+    assert low <= expected <= high, (low, expected, high)
     line = wait_for(lambda: (p := pool_line(report(stack, tenant), "busy-day"))["VmSeconds"] == expected and p,
                     timeout=20)
     assert line["ComputeHours"] == round(expected / 3600, 6) and line["State"] == "Deleted"
-    time.sleep(4.5)  # more ticks after the pool is gone add nothing
+    # Ticks after the pool is gone add nothing: wait until two more have passed it by.
+    done_through = parse(line["BilledThrough"])
+    wait_for(lambda: parse(pool_line(report(stack, tenant), "busy-day")["BilledThrough"]) > done_through, timeout=20)
     body = report(stack, tenant)
     assert pool_line(body, "busy-day")["VmSeconds"] == expected == body["Total"]["VmSeconds"]
     assert sum(h["VmSeconds"] for h in body["Hourly"]) == expected
     plan = next(p for p in body["BillingPlans"] if p["BillingPlanId"] == "plan-a")
     assert plan["PoolVmSeconds"] == expected
+
+
+def admin_runs(stack) -> int:
+    """Timer runs made through the admin API, as the hosts logged them."""
+    return sum(log.read_text(errors="replace").count("function run by the admin API function=BillingTimer")
+               for log in stack.logs_dir.glob("billing-host-*.log"))
+
+
+def test_ticks_run_side_by_side_bill_each_second_once(stack, idle_pool):
+    """BillingTimer run many times at once, on both instances and beside its schedule, while
+    the pool runs and after it stops: the ledger still holds each VM-second once."""
+    api = stack.api
+    tenant = make_tenant(api)
+    path, key = f"{tenant.pools}/doubled", tenant.primary
+    watch = VmWatch()
+    watch.ask(lambda: create(api, tenant, 2, "doubled"), ["vm-000000", "vm-000001"])
+    watch.see_idle(api, path, key, 2)
+    runs = admin_runs(stack)
+    for _ in range(3):
+        for response in [api.call("POST", "/admin/functions/BillingTimer", {"input": ""}, admin=True)
+                         for _ in range(4)]:
+            assert response.status_code == 202
+        runs += 4
+        wait_for(lambda: admin_runs(stack) >= runs, timeout=30)
+    watch.remove(lambda: api.call("POST", f"{path}/resize", {"VmCount": 0}, key=key), ["vm-000000", "vm-000001"])
+    for _ in range(4):
+        assert api.call("POST", "/admin/functions/BillingTimer", {"input": ""}, admin=True).status_code == 202
+    runs += 4
+    wait_for(lambda: admin_runs(stack) >= runs, timeout=30)
+    pool = api.call("GET", path, key=key).json()
+    expected = seconds_until(pool["Vms"], now())
+    low, high = watch.brackets()
+    assert low <= expected <= high and pool["ComputeSeconds"] == expected, (low, expected, high)
+    line = wait_for(lambda: (p := pool_line(report(stack, tenant), "doubled"))["VmSeconds"] == expected and p,
+                    timeout=20)
+    assert sum(h["VmSeconds"] for h in report(stack, tenant)["Hourly"]) == expected == line["VmSeconds"]
+    assert api.call("POST", "/admin/functions/NoSuchFunction", {"input": ""}, admin=True).status_code == 404
+    assert api.call("POST", "/admin/functions/BillingTimer", {"input": ""}).status_code == 401
 
 
 def test_a_stopped_timer_catches_up_exactly_when_restarted(stack, idle_pool):
@@ -114,14 +204,28 @@ def test_a_stopped_timer_catches_up_exactly_when_restarted(stack, idle_pool):
 def test_classic_jobs_are_billed_by_their_run_time(stack, idle_pool):
     tenant = make_tenant(stack.api)
     stack.blobs.put("inputs", "small.csv", census_csv(300))
-    job_id, _ = stack.api.run_job(tenant.jobs, tenant.api_key, stack.blobs.job_body(
-        "inputs/small.csv", "outputs/small.csv", SecondsPerChunk=0.8))
-    done = stack.api.wait_job(tenant.jobs, tenant.api_key, job_id)
-    seconds = int((parse(done["EndTime"]).replace(microsecond=0) - parse(done["StartTime"]).replace(microsecond=0))
-                  .total_seconds())
-    body = report(stack, tenant)
-    assert body["ClassicJobs"] == {"Jobs": 1, "VmSeconds": seconds, "ComputeHours": round(seconds / 3600, 6)}
-    assert seconds >= 1
+    job_id = stack.api.job(tenant.jobs, tenant.api_key, "POST", body=stack.blobs.job_body(
+        "inputs/small.csv", "outputs/small.csv", SecondsPerChunk=0.8)).json()
+    # The client's own view of the run: it ran no earlier than the start call and no later
+    # than the first answer saying it ended; it was running from the first to the last
+    # answer saying so.
+    asked = now()
+    stack.api.job(tenant.jobs, tenant.api_key, "POST", f"/{job_id}/start")
+    seen_running = []
+    while (status := stack.api.job(tenant.jobs, tenant.api_key, suffix=f"/{job_id}").json())["StatusCode"] in (
+            "NotStarted", "Running"):
+        if status["StatusCode"] == "Running":
+            seen_running.append(now())
+        time.sleep(0.1)
+    ended_seen = now()
+    assert status["StatusCode"] == "Finished" and len(seen_running) >= 2
+    low = int((seen_running[-1] - seen_running[0]).total_seconds()) - 1
+    high = int((ended_seen - asked).total_seconds()) + 1
+    # The run's time reaches the ledger as the run is finalized, just after it ends.
+    body = wait_for(lambda: (b := report(stack, tenant))["ClassicJobs"]["Jobs"] == 1 and b, timeout=20)
+    seconds = body["ClassicJobs"]["VmSeconds"]
+    assert body["ClassicJobs"]["ComputeHours"] == round(seconds / 3600, 6)
+    assert max(low, 1) <= seconds <= high, (low, seconds, high)
     plans = stack.api.call("GET", "/api/billingplans/plan-a/usage", admin=True)
     assert plans.status_code == 200 and plans.json()["ClassicJobs"]["Jobs"] >= 1
 
