@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -27,6 +28,7 @@ class HostProcess:
                  log_path: Path | None = None, port: int | None = None, keys: tuple[str, str] | None = None):
         self.port = port or free_port()
         self.master_key, self.function_key = keys or (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        HOST_KEYS.update((self.master_key, self.function_key))
         # No connection string: the storage connection is identity-based, given in extra_env.
         env = dict(os.environ, AzureWebJobsStorage=connection_string or "", DEVHOST_MASTER_KEY=self.master_key,
                    DEVHOST_FUNCTION_KEY=self.function_key, PYTHONUNBUFFERED="1", **(extra_env or {}))
@@ -64,14 +66,55 @@ class HostProcess:
             self._log.close()
 
 
-# Every response any Api client received this session, and every secret a response issued:
-# the final security test checks that no secret shows up anywhere but where it was issued.
+# Every response received this session (through any `requests` session: the Api client,
+# raw calls, the fuzzer), every secret a response issued, and every host key: the check at
+# the session's end proves no secret shows up anywhere but where it was issued.
 RESPONSES: list[str] = []
 ISSUED: dict[str, int] = {}
+HOST_KEYS: set[str] = set()
+SAS_SIGNATURE = re.compile(r"sig=([A-Za-z0-9%+/=]{8,})")
+
+
+def record_every_response() -> None:
+    """Keep the text of every response `requests` receives from now on (streamed ones, the
+    storage SDKs' own, excepted: they are read by the SDK)."""
+    if getattr(requests.Session.send, "records", False):
+        return
+    original = requests.Session.send
+
+    def send(self, request, **kwargs):
+        response = original(self, request, **kwargs)
+        if not kwargs.get("stream"):
+            RESPONSES.append(response.text)
+        return response
+
+    send.records = True
+    requests.Session.send = send
+
+
+def check_no_secret_leaked(logs_dir: Path) -> None:
+    """Each issued secret appears only in the response that issued it; no issued secret, host
+    key, storage account key or shared access signature appears in any log."""
+    for secret, issuer in ISSUED.items():
+        seen_in = [i for i, text in enumerate(RESPONSES) if secret in text]
+        assert seen_in == [issuer], f"a secret issued by response {issuer} also appeared in {seen_in}"
+    from devhost.azurite import ACCOUNT_KEY
+    for text in RESPONSES:
+        assert ACCOUNT_KEY not in text and "AccountKey=" not in text
+    secrets = [*ISSUED, *HOST_KEYS, ACCOUNT_KEY]
+    logs = sorted(logs_dir.rglob("*.log"))
+    for log in logs:
+        for number, line in enumerate(log.read_text(errors="replace").splitlines(), start=1):
+            where = f"{log.name}:{number}"
+            assert "AccountKey=" not in line and "SharedAccessSignature=" not in line, where
+            assert not SAS_SIGNATURE.search(line), f"{where} holds a shared access signature"
+            assert not any(secret in line for secret in secrets), f"{where} holds a secret"
 
 
 def remember_secret(value: str, response: requests.Response) -> None:
-    """Record that `response` (the last one received) issued `value`."""
+    """Record that `response` (one of the last received) issued `value`."""
+    if response.text not in RESPONSES[-50:]:
+        RESPONSES.append(response.text)  # responses are not being recorded (outside the tests)
     ISSUED.setdefault(value, RESPONSES.index(response.text, max(0, len(RESPONSES) - 50)))
 
 
@@ -99,7 +142,6 @@ class Api:
             response = self.session.request(method, self.base + path, data=raw, headers=sent, timeout=60)
         else:
             response = self.session.request(method, self.base + path, json=body, headers=sent, timeout=60)
-        RESPONSES.append(response.text)
         for field in ("PrimaryKey", "SecondaryKey", "ApiKey", "Key"):
             if response.status_code in (200, 201) and response.headers.get("Content-Type", "").startswith(
                     "application/json") and isinstance(data := _json_or_none(response), dict) and data.get(field):
@@ -204,6 +246,12 @@ class Listener:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+def without_read_tokens(job: dict) -> dict:
+    """The job as it stands: each answer makes its own read tokens for the outputs."""
+    results = {name: {**shown, "SasBlobToken": None} for name, shown in (job["Results"] or {}).items()}
+    return {**job, "Results": results}
 
 
 def _json_or_none(response: requests.Response):
