@@ -7,8 +7,11 @@ fault-injecting proxies that, for a few seconds at a time, answer every request 
 (tables: 429) with Retry-After. A sampler reads every pool meanwhile.
 Afterwards it checks, and prints: every job ended exactly once and stays ended, none lost;
 every Finished job's output is there; busy VMs never exceeded provisioned VMs in any sample;
-jobs started one after another by one client started in that order on their pool; and each
-pool's billed VM-seconds equal the sum over its VM timestamps.
+FIFO on every pool across all clients (a job whose start was answered before another's start
+was sent started no later); each pool's billed VM-seconds equal the sum over its VM
+timestamps; and it counts every error answer (4xx, 5xx) the clients got, every job the
+service holds that no client knows of (and how many submits lost their answer to a kill,
+the only thing that can explain one), and runs begun again against the kills that caused them.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from urllib3.exceptions import NewConnectionError
 
 from common import (ACCOUNT, ACCOUNT_KEY, ROOT, Api, Blobs, HostProcess, StorageProxy, proxied_connection_string,
                     start_azurite, wait_for)
@@ -36,34 +42,48 @@ ENV = {"VM_PROVISIONING_SECONDS": "1", "BATCHPOOL_TABLE_PREFIX": "chaos", "CLASS
 THROTTLE_SECONDS = (1.0, 3.0)
 
 
-class Throttled(Exception):
-    """The service answered 503: storage was throttling, nothing was done."""
+def _never_sent(error: requests.ConnectionError) -> bool:
+    """Whether the call was refused before anything was sent (no instance listened)."""
+    cause = error.args[0] if error.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)
 
 
-def retried(call, tries: int = 20, unavailable: list | None = None):
-    """A call that hit an instance as it was killed, or a 503 while storage throttled, is
-    sent again (each 503 is counted in `unavailable`)."""
+class Tally:
+    """Every answer the clients got that was not a success, and every call whose answer a
+    killed instance took with it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.errors: dict[int, int] = {}      # status -> count
+        self.unanswered_submits = 0
+
+    def error(self, status: int) -> None:
+        with self.lock:
+            self.errors[status] = self.errors.get(status, 0) + 1
+
+
+def retried(call, tally: Tally, tries: int = 20, submit: bool = False):
+    """Send a call until it is answered 2xx. A call that reached no instance (refused) or lost
+    its answer to a kill is sent again; every error answer is counted, and a 503 (storage
+    throttling) is sent again after a second, any other error is not. A submit whose answer
+    was lost is counted: it may have made a job the client never hears of."""
     for attempt in range(tries):
         try:
-            return call()
-        except Throttled:
-            if unavailable is not None:
-                unavailable.append(1)
-            if attempt == tries - 1:
-                raise
-            time.sleep(1.0)
-        except Exception:
+            response = call()
+        except requests.ConnectionError as error:
+            if submit and not _never_sent(error):
+                with tally.lock:
+                    tally.unanswered_submits += 1
             if attempt == tries - 1:
                 raise
             time.sleep(0.2)
-
-
-def answered(response):
-    """The response, unless it is the 503 of a throttled storage account (then Throttled)."""
-    if response.status_code == 503:
-        raise Throttled()
-    response.raise_for_status()
-    return response
+            continue
+        if response.ok:
+            return response
+        tally.error(response.status_code)
+        if response.status_code != 503 or attempt == tries - 1:
+            response.raise_for_status()
+        time.sleep(1.0)
 
 
 def parse(moment: str):
@@ -115,7 +135,7 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
     cluster = Cluster(connection, instances, log_dir)
     api = Api(f"http://127.0.0.1:{cluster.port}", cluster.keys[0])
     blobs = Blobs(connection)
-    unavailable = []
+    tally = Tally()
     try:
         blobs.put("inputs", "chaos.csv", "".join(census.generate_csv(250, seed=5)).encode())
         account = api.put_account("chaos", "chaos-sub", 5, 8).json()
@@ -132,9 +152,9 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
             while not stop.is_set():
                 for pool in pools:
                     try:
-                        state = answered(api.call("GET", f"/api/accounts/chaos/pools/{pool}",
-                                                  key=account["PrimaryKey"])).json()
-                    except Exception:  # an instance being killed, or storage throttling: sample again
+                        state = retried(lambda: api.call("GET", f"/api/accounts/chaos/pools/{pool}",
+                                                         key=account["PrimaryKey"]), tally).json()
+                    except requests.RequestException:  # counted by the tally; sample again
                         continue
                     busy = [vm["JobId"] for vm in state["Vms"] if vm["State"] in ("Busy", "Draining")]
                     live = sum(vm["State"] != "Deleted" for vm in state["Vms"])
@@ -167,6 +187,7 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
 
         placements = [rng.choice(pools + [None]) for _ in range(jobs)]
         submitted: dict[int, list] = {}
+        start_calls: dict[str, tuple[float, float]] = {}  # job -> (first sent, answered), time.time()
 
         def client(number: int):
             mine = []
@@ -174,11 +195,11 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
                 pool = placements[index]
                 body = blobs.job_body("inputs/chaos.csv", f"outputs/chaos-{index}.csv", pool,
                                       SecondsPerChunk=seconds_per_chunk)
-                job_id = retried(lambda: answered(api.job(jobs_path, api_key, "POST", body=body)).json(),
-                                 unavailable=unavailable)
+                job_id = retried(lambda: api.job(jobs_path, api_key, "POST", body=body), tally, submit=True).json()
                 # Start is idempotent: a start lost with a killed instance is sent again, same job.
-                retried(lambda: answered(api.job(jobs_path, api_key, "POST", f"/{job_id}/start")),
-                        unavailable=unavailable)
+                sent = time.time()
+                retried(lambda: api.job(jobs_path, api_key, "POST", f"/{job_id}/start"), tally)
+                start_calls[job_id] = (sent, time.time())
                 mine.append((index, job_id, pool))
             submitted[number] = mine
 
@@ -192,7 +213,7 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         every = [entry for mine in submitted.values() for entry in mine]
 
         def status(job_id):
-            return retried(lambda: answered(api.job(jobs_path, api_key, suffix=f"/{job_id}")).json())
+            return retried(lambda: api.job(jobs_path, api_key, suffix=f"/{job_id}"), tally).json()
 
         finals = {}
         deadline = time.monotonic() + 600
@@ -210,12 +231,8 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         changed = [j for j, code in again.items() if code != finals[j]["StatusCode"]]
         missing_outputs = [index for index, job_id, _ in every if finals.get(job_id, {}).get("StatusCode") == "Finished"
                            and blobs.get("outputs", f"chaos-{index}.csv") is None]
-        fifo_breaks = 0
-        for mine in submitted.values():
-            for pool in pools:
-                starts = [finals[j]["StartTime"] for _, j, p in mine if p == pool and j in finals
-                          and finals[j]["StartTime"]]
-                fifo_breaks += sum(1 for a, b in zip(starts, starts[1:]) if b < a)
+        fifo_breaks = _fifo_breaks(every, finals, start_calls)
+        untracked = _untracked_jobs(api, jobs_path, api_key, {job_id for _, job_id, _ in every}, tally)
         billing_mismatches = []
         for pool in pools:
             def ledger_caught_up(pool=pool):
@@ -235,10 +252,13 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         figures = {
             "jobs": len(every), "instances": instances, "kills": killed, "seconds": round(elapsed, 1),
             "throttles": throttles, "throttled_storage_requests": sum(p.throttled for p in proxies.values()),
-            "calls_answered_503": len(unavailable),
+            "error_answers": dict(sorted(tally.errors.items())),
+            "server_errors": sum(n for status, n in tally.errors.items() if status >= 500),
+            "submits_unanswered": tally.unanswered_submits, "untracked_jobs": untracked,
             "ended": len(finals), "lost": len(every) - len(finals),
             "finished": codes.count("Finished"), "failed": codes.count("Failed"), "cancelled": codes.count("Cancelled"),
             "rerun_after_a_kill": sum(1 for f in finals.values() if f["Attempts"] > 1),
+            "runs_begun_again": sum(max(0, f["Attempts"] - 1) for f in finals.values()),
             "changed_after_ending": len(changed), "finished_without_output": len(missing_outputs),
             "pool_samples": len(samples), "max_busy_in_a_sample": max(samples, default=0),
             "busy_over_provisioned_samples": len(violations), "fifo_breaks": fifo_breaks,
@@ -252,6 +272,36 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         for proxy in proxies.values():
             proxy.stop()
         azurite.stop()
+
+
+def _fifo_breaks(every, finals: dict, start_calls: dict) -> int:
+    """Pairs of jobs of one pool (or of the classic environment) where the start of one was
+    answered before the other's was sent, yet the other started first."""
+    by_pool: dict[str | None, list[tuple[float, float, str]]] = {}
+    for _, job_id, pool in every:
+        final = finals.get(job_id)
+        if final and final["StartTime"] and job_id in start_calls:
+            sent, answered_at = start_calls[job_id]
+            by_pool.setdefault(pool, []).append((sent, answered_at, final["StartTime"]))
+    breaks = 0
+    for jobs in by_pool.values():
+        jobs.sort()
+        for index, (_, first_answered, first_start) in enumerate(jobs):
+            breaks += sum(1 for sent, _, start in jobs[index + 1:] if sent > first_answered and start < first_start)
+    return breaks
+
+
+def _untracked_jobs(api, jobs_path: str, api_key: str, tracked: set[str], tally: Tally) -> int:
+    """Jobs the service holds that no client knows of, from a listing of all of them."""
+    held, token = set(), None
+    while True:
+        suffix = f"&continuationToken={token}" if token else ""
+        page = retried(lambda: api.call("GET", f"{jobs_path}?api-version=2.0&$top=1000{suffix}", key=api_key),
+                       tally).json()
+        held.update(job["JobId"] for job in page["Jobs"])
+        token = page["ContinuationToken"]
+        if not token:
+            return len(held - tracked)
 
 
 def main(argv=None) -> dict:

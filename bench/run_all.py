@@ -64,7 +64,8 @@ def table(figures: dict) -> str:
                  f"{run['throttles']} throttling windows",
                  f"{run['finished']} finished, {run['failed']} failed, {run['lost']} lost, "
                  f"{run['throttled_storage_requests']} storage requests throttled, "
-                 f"{run['calls_answered_503']} calls answered 503, {run['rerun_after_a_kill']} re-run after a kill, "
+                 f"error answers {run['error_answers']}, {run['untracked_jobs']} untracked jobs "
+                 f"({run['submits_unanswered']} submits unanswered), {run['runs_begun_again']} runs begun again, "
                  f"{run['busy_over_provisioned_samples']} busy>provisioned, {run['fifo_breaks']} FIFO breaks, "
                  f"billing mismatches {run['pools_billing_mismatch']}, {run['seconds']} s"))
     width = max(len(name) for name, _ in rows)

@@ -18,3 +18,10 @@ def test_short_chaos_run_loses_nothing(logs_dir):
     assert figures["busy_over_provisioned_samples"] == 0 and figures["max_busy_in_a_sample"] >= 1
     assert figures["fifo_breaks"] == 0
     assert figures["pools_billing_mismatch"] == []
+    # Every answer was a success: no 4xx, no 5xx (storage throttling is retried, not passed on).
+    assert figures["error_answers"] == {} and figures["server_errors"] == 0
+    # A job no client knows of can only come from a submit whose answer died with its instance.
+    assert figures["untracked_jobs"] <= figures["submits_unanswered"]
+    # A run begins again only when a kill or a throttling window cut it short: each can cut the
+    # runs of the instances it hit (RUNNER_THREADS, 4, each).
+    assert figures["runs_begun_again"] <= 4 * (figures["kills"] + 3 * figures["throttles"])
