@@ -4,11 +4,11 @@ import datetime as dt
 import json
 import os
 import signal
-import time
 import uuid
 
 import pytest
 import requests
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueServiceClient
 
 from tests.e2e.harness import ROOT, HostProcess, wait_for
@@ -36,15 +36,21 @@ def send(queues, queue: str, payload, encode: bool = True) -> None:
 
 
 def drain(queues, queue: str) -> list[dict]:
+    """Take every message now visible on the queue (none if the app has not made it yet)."""
     client = queues.get_queue_client(queue)
     found = []
     try:
         for message in client.receive_messages(max_messages=32, messages_per_page=32):
             found.append(message.content)
             client.delete_message(message)
-    except Exception:
-        return found
+    except ResourceNotFoundError:
+        pass  # the queue does not exist yet
     return found
+
+
+def queue_length(queues, queue: str) -> int:
+    """Messages on the queue, visible or not (one being processed still counts)."""
+    return queues.get_queue_client(queue).get_queue_properties().approximate_message_count
 
 
 def decoded(contents: list[str]) -> list[dict]:
@@ -76,9 +82,9 @@ def test_a_message_runs_once_and_is_deleted(fixture_host, queues, done):
     results = wait_for(lambda: done.with_id(item), timeout=20)
     assert len(results) == 1 and results[0]["dequeue_count"] == 1
     assert results[0]["pid"] in fixture_host.instance_pids
-    time.sleep(1.5)
+    # Deleted once it ran: it can never be delivered again.
+    wait_for(lambda: queue_length(queues, "work") == 0, timeout=20)
     assert len(done.with_id(item)) == 1
-    assert queues.get_queue_client("work").get_queue_properties().approximate_message_count == 0
 
 
 def test_a_failing_message_is_retried_then_moved_to_poison(fixture_host, queues, done):
@@ -97,10 +103,11 @@ def test_a_message_that_is_not_base64_goes_to_poison(fixture_host, queues):
 def test_visibility_is_renewed_while_a_long_function_runs(fixture_host, queues, done):
     item = str(uuid.uuid4())
     send(queues, "work", {"id": item, "sleep": LEASE_SECONDS * 3})
-    results = wait_for(lambda: done.with_id(item), timeout=30)
-    time.sleep(LEASE_SECONDS * 2)
+    # Without renewal the message would reappear after 2 s and a second run would take it, so
+    # the first run's delete would fail (its receipt gone) and the queue would empty only when
+    # the second run ended, leaving two results. With renewal: one run, then an empty queue.
+    wait_for(lambda: done.with_id(item) and queue_length(queues, "work") == 0, timeout=40)
     results = done.with_id(item)
-    # Without renewal the message would reappear after 2 s and run a second time.
     assert len(results) == 1 and results[0]["dequeue_count"] == 1
 
 
@@ -110,15 +117,15 @@ def test_a_batch_is_shared_by_both_instances(fixture_host, queues, done):
         send(queues, "work", {"id": item, "sleep": 0.3})
     wait_for(lambda: all(done.with_id(i) for i in items), timeout=60)
     assert all(len(done.with_id(i)) == 1 for i in items)
+    ran_in = {done.with_id(i)[0]["pid"] for i in items}
+    assert ran_in == set(fixture_host.instance_pids), ran_in
 
 
 def test_timer_fires_on_one_instance_at_a_time(fixture_host, queues):
     ticks = Collector(queues, "ticks")
     ticks.poll()
-    time.sleep(6)
-    fired = ticks.poll()
+    fired = wait_for(lambda: len(ticks.poll()) >= 4 and ticks.items, timeout=40)
     seconds = [dt.datetime.fromisoformat(t["at"]).replace(microsecond=0) for t in fired]
-    assert len(fired) >= 4
     assert len(seconds) == len(set(seconds)), "two instances fired the same occurrence"
     assert len({t["pid"] for t in fired}) == 1
 

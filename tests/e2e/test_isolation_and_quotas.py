@@ -57,18 +57,21 @@ def test_one_pool_id_is_created_once_under_concurrent_creates(api, tenant):
     assert len(pool["Vms"]) == 1
 
 
-def test_concurrent_resizes_leave_exactly_the_last_target(api, tenant_factory):
+def test_concurrent_resizes_leave_one_accepted_target_and_refuse_the_rest(api, tenant_factory):
     tenant = tenant_factory(max_vms=6)
     create(api, tenant, 0, "elastic")
-    targets = [(i * 5) % 7 for i in range(RACERS)]  # 0..6, the 7s refused by quota
+    targets = [(i * 5) % 8 for i in range(RACERS)]  # 0..7: the 7s are over the quota of 6
+    assert 7 in targets
     with ThreadPoolExecutor(RACERS) as pool:
         responses = list(pool.map(
             lambda t: api.call("POST", f"{tenant.pools}/elastic/resize", {"VmCount": t}, key=tenant.primary),
             targets))
     for target, response in zip(targets, responses):
         assert response.status_code == (202 if target <= 6 else 409), (target, response.text)
+    accepted = {target for target, response in zip(targets, responses) if response.status_code == 202}
     pool = api.call("GET", f"{tenant.pools}/elastic", key=tenant.primary).json()
     live = [vm for vm in pool["Vms"] if vm["State"] != "Deleted"]
+    # Whichever resize committed last decides the size: an accepted target, never a refused one.
     assert len(live) == pool["VmCount"] <= 6
-    assert pool["VmCount"] in targets
+    assert pool["VmCount"] in accepted and 7 not in accepted
     assert len({vm["VmId"] for vm in pool["Vms"]}) == len(pool["Vms"])

@@ -9,7 +9,7 @@ import requests
 
 from samples import census
 from tests.e2e.conftest import VM_PROVISIONING_SECONDS
-from tests.e2e.harness import unique, wait_for
+from tests.e2e.harness import unique, wait_for, without_read_tokens
 from tests.e2e.test_pools import create
 
 
@@ -101,22 +101,37 @@ def test_locations_by_base_location_and_sas_token(api, tenant, blobs):
 
 def test_waiting_jobs_start_in_fifo_order_one_vm_at_a_time(api, tenant, blobs, sample_input):
     pool = ready_pool(api, tenant, 1)
+    # The first job holds the VM until the test cancels it, however slow the machine is.
+    holder, started = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
+        sample_input, f"outputs/{unique('hold')}.csv", pool, SecondsPerChunk=10))
+    assert started["StatusCode"] == "Running"
+    # Starting a running job again changes nothing either.
+    restarted = api.job(tenant.jobs, tenant.api_key, "POST", f"/{holder}/start").json()
+    assert (restarted["StatusCode"], restarted["VmId"], restarted["StartTime"]) == (
+        "Running", started["VmId"], started["StartTime"])
     ids = []
-    for index in range(4):
+    for index in range(3):
         job_id, started = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
             sample_input, f"outputs/{unique('fifo')}.csv", pool, SecondsPerChunk=0.1))
         ids.append(job_id)
-        if index == 0:
-            assert started["StatusCode"] == "Running"
-        else:
-            assert started["StatusCode"] == "NotStarted" and started["QueuePosition"] >= 1
-    positions = [api.job(tenant.jobs, tenant.api_key, suffix=f"/{i}").json()["QueuePosition"] for i in ids[1:]]
-    assert positions == sorted(positions) and positions[-1] == positions[0] + 2
+        assert (started["StatusCode"], started["QueuePosition"]) == ("NotStarted", index + 1)
+    positions = [api.job(tenant.jobs, tenant.api_key, suffix=f"/{i}").json()["QueuePosition"] for i in ids]
+    assert positions == [1, 2, 3]
+    # Starting a waiting job again changes nothing.
+    again = api.job(tenant.jobs, tenant.api_key, "POST", f"/{ids[1]}/start")
+    assert again.status_code == 200 and again.json()["QueuePosition"] == 2
+    assert api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{holder}").json()["StatusCode"] == "Cancelled"
     finals = [api.wait_job(tenant.jobs, tenant.api_key, i) for i in ids]
     assert all(f["StatusCode"] == "Finished" for f in finals)
     for earlier, later in zip(finals, finals[1:]):
         assert earlier["StartTime"] < later["StartTime"]
         assert earlier["EndTime"] <= later["StartTime"], "one VM ran two jobs at once"
+    # A job as a listing shows it reads exactly as its own status (each answer signs its own tokens).
+    listed = api.job(tenant.jobs, tenant.api_key).json()["Jobs"]
+    assert {j["JobId"] for j in listed} == {holder, *ids}
+    for job in listed:
+        own = api.job(tenant.jobs, tenant.api_key, suffix=f"/{job['JobId']}").json()
+        assert without_read_tokens(job) == without_read_tokens(own)
 
 
 def most_at_once(jobs: list[dict]) -> int:
@@ -131,8 +146,9 @@ def most_at_once(jobs: list[dict]) -> int:
 
 
 def test_classic_jobs_share_a_bounded_fifo_environment(api, tenant, blobs, sample_input):
+    # Each job takes five seconds: the five are started well before the first two end.
     ids = [api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(
-        sample_input, f"outputs/{unique('classic')}.csv", SecondsPerChunk=0.2))[0] for _ in range(5)]
+        sample_input, f"outputs/{unique('classic')}.csv", SecondsPerChunk=1))[0] for _ in range(5)]
     finals = [api.wait_job(tenant.jobs, tenant.api_key, i) for i in ids]
     assert all(f["StatusCode"] == "Finished" and f["AzureBatchPoolId"] is None for f in finals)
     assert most_at_once(finals) == 2  # CLASSIC_MAX_CONCURRENT_JOBS in the test host
