@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -29,6 +30,7 @@ class HostProcess:
         self.port = port or free_port()
         self.master_key, self.function_key = keys or (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
         HOST_KEYS.update((self.master_key, self.function_key))
+        HOST_PORTS.add(self.port)
         # No connection string: the storage connection is identity-based, given in extra_env.
         env = dict(os.environ, AzureWebJobsStorage=connection_string or "", DEVHOST_MASTER_KEY=self.master_key,
                    DEVHOST_FUNCTION_KEY=self.function_key, PYTHONUNBUFFERED="1", **(extra_env or {}))
@@ -72,19 +74,21 @@ class HostProcess:
 RESPONSES: list[str] = []
 ISSUED: dict[str, int] = {}
 HOST_KEYS: set[str] = set()
+HOST_PORTS: set[int] = set()
 SAS_SIGNATURE = re.compile(r"sig=([A-Za-z0-9%+/=]{8,})")
 
 
 def record_every_response() -> None:
-    """Keep the text of every response `requests` receives from now on (streamed ones, the
-    storage SDKs' own, excepted: they are read by the SDK)."""
+    """Keep the text of every response a local host sends from now on, whoever asked (the
+    Api client, raw calls, the fuzzer). Storage traffic is not the service's answer: the
+    tests' own reads of tables and blobs are left out."""
     if getattr(requests.Session.send, "records", False):
         return
     original = requests.Session.send
 
     def send(self, request, **kwargs):
         response = original(self, request, **kwargs)
-        if not kwargs.get("stream"):
+        if urlsplit(request.url).port in HOST_PORTS:
             RESPONSES.append(response.text)
         return response
 
