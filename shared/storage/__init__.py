@@ -3,7 +3,7 @@
 `connections` resolves where storage is and how to authenticate; `clients` builds the SDK
 clients on one shared transport; `tables`, `queues` and `blobs` are the stores the app uses.
 """
-from shared.storage.blobs import (BlobFile, account_of, blob_endpoint, ensure_container, location_account,
+from shared.storage.blobs import (BlobFile, account_of, blob_endpoint, ensure_container,
                                   own_blob_endpoint, read_token, remove_older_than)
 from shared.storage.calls import concurrently, storage_guard
 from shared.storage.queues import get_queues
@@ -12,5 +12,5 @@ from shared.storage.tables import (ACCOUNTS, JOBS, POOLS, SERVICES, TableStore, 
 
 __all__ = ["ACCOUNTS", "JOBS", "POOLS", "SERVICES", "BlobFile", "TableStore", "WriteConflict", "account_of",
            "blob_endpoint", "concurrently", "ensure_container", "etag_of", "get_queues", "get_store",
-           "location_account", "own_blob_endpoint", "read_token", "remove_older_than", "retry_on_conflict",
+           "own_blob_endpoint", "read_token", "remove_older_than", "retry_on_conflict",
            "storage_guard"]

@@ -23,20 +23,14 @@ SAS_CLOCK_SKEW = dt.timedelta(minutes=5)
 DELEGATION_KEY_HOURS = 24 * 6  # the service allows at most 7 days
 
 
-def location_account(connection_string: str | None, base_location: str | None = None,
-                     sas_token: str | None = None, own: bool = False) -> StorageAccount:
-    """The account a location names: the app's own (`own`), by BaseLocation + SAS token when
-    given, else by connection string (no I/O)."""
-    if own:
-        return get_settings().host_account()
-    if base_location and sas_token:
-        return sas_account(base_location, sas_token)
-    return parse_connection_string(connection_string or "")
-
-
 def account_of(location) -> StorageAccount:
-    """The account of a job's blob location (`shared.bes.Location`)."""
-    return location_account(location.connection_string, location.base_location, location.sas_token, location.own)
+    """The account of a job's blob location (`shared.bes.Location`), with no I/O: the app's own
+    (`own`), by BaseLocation + SAS token when given, else by connection string."""
+    if location.own:
+        return get_settings().host_account()
+    if location.base_location and location.sas_token:
+        return sas_account(location.base_location, location.sas_token)
+    return parse_connection_string(location.connection_string or "")
 
 
 @functools.lru_cache(maxsize=64)
