@@ -109,6 +109,12 @@ def get_account(account_id: str, base_url: str) -> dict:
     return _view(entity, base_url)
 
 
+def list_accounts(base_url: str) -> dict:
+    """Every account, by id (operator)."""
+    rows = [row for row in get_store().scan(ACCOUNTS, ROW) if row["RowKey"] == ROW]
+    return {"Accounts": [_view(row, base_url) for row in sorted(rows, key=lambda r: r["PartitionKey"])]}
+
+
 def regenerate_key(account_id: str, key_name: str) -> dict:
     """Replace one key; the old one stops working with this write."""
     if key_name not in KEY_NAMES:

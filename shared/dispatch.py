@@ -190,6 +190,12 @@ def waiting_count(partition: str, pool_id: str) -> int:
     return get_store().count(POOLS, partition, layout.wait_prefix(pool_id))
 
 
+def waiting_jobs(partition: str, pool_id: str) -> list[str]:
+    """The ids of the pool's waiting jobs, first in line first (read from the keys alone)."""
+    return [row["RowKey"].rsplit("|", 1)[1]
+            for row in get_store().rows(POOLS, partition, layout.wait_prefix(pool_id), select=["RowKey"])]
+
+
 def cancel_waiting(partition: str, pool_id: str, reason: str) -> int:
     """End the pool's waiting jobs Cancelled (up to a batch; more are left to the next tick)."""
     store = get_store()

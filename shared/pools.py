@@ -166,11 +166,16 @@ def list_pools(account: Account) -> dict:
                                 now) for p in pools]}
 
 
+# How many of a pool's waiting jobs its detailed view names.
+QUEUE_SHOWN = 100
+
+
 def get_pool(account: Account, pool_id: str) -> dict:
     pool_vms = get_store().rows(POOLS, account.subscription_id, layout.vm_prefix(pool_id))
     pool = _owned_pool(account, pool_id)  # after the VMs: see pool_view
     now = clock.utcnow()
-    return pool_view(pool, pool_vms, dispatch.waiting_count(account.subscription_id, pool_id), now, with_vms=True)
+    queue = dispatch.waiting_jobs(account.subscription_id, pool_id)
+    return {**pool_view(pool, pool_vms, len(queue), now, with_vms=True), "Queue": queue[:QUEUE_SHOWN]}
 
 
 def resize_pool(account: Account, pool_id: str, body: dict):

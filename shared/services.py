@@ -87,6 +87,14 @@ def _view(entity, base_url: str) -> dict:
             "SwaggerUrl": f"{url}/swagger.json", "CreatedAt": clock.iso(entity["CreatedAt"])}
 
 
+def show_service(subscription_id: str, service_id: str, base_url: str) -> dict:
+    """A registered service as the operator sees it (its API key is never shown again)."""
+    entity = get_store().get(SERVICES, subscription_id, service_id)
+    if entity is None:
+        raise NotFound(f"no web service {service_id} in subscription {subscription_id}", "ServiceNotFound")
+    return _view(entity, base_url)
+
+
 def scorer_allowed(module_name: str, packages: tuple[str, ...]) -> bool:
     """Whether a module is one of the allowed packages or inside one (by name: nothing is
     imported to decide)."""

@@ -212,6 +212,14 @@ def _hourly(rows: list[dict], start: dt.datetime, end: dt.datetime) -> dict[dt.d
     return series
 
 
+def _listed(series: dict[dt.datetime, int]) -> list[dict]:
+    return [{"Hour": clock.iso(hour), **_series_entry(series[hour])} for hour in sorted(series)]
+
+
+def _plan_totals() -> dict:
+    return {"PoolVmSeconds": 0, "ClassicJobSeconds": 0, "Hourly": {}}
+
+
 def _classic_hours(rows: list[dict], start: dt.datetime, end: dt.datetime) -> dict[dt.datetime, int]:
     series: dict[dt.datetime, int] = {}
     for row in rows:
@@ -241,15 +249,18 @@ def account_report(account, params) -> dict:
     by_pool, by_plan = {}, {}
     for pool_id, pool in pools.items():
         if only is None or pool_id == only:
-            seconds = sum(_hourly([r for r in ledger if r["PoolId"] == pool_id], start, end).values())
+            series = _hourly([r for r in ledger if r["PoolId"] == pool_id], start, end)
+            seconds = sum(series.values())
             by_pool[pool_id] = {"PoolId": pool_id, "State": pool["State"], "BillingPlanId": pool["BillingPlanId"],
                                 "BilledThrough": clock.iso(pool.get("BilledThrough")), **_series_entry(seconds),
-                                "AutoScaleDownSavedVmSeconds": saved_seconds(pool, now)}
-            plan = by_plan.setdefault(pool["BillingPlanId"], {"PoolVmSeconds": 0, "ClassicJobSeconds": 0})
+                                "AutoScaleDownSavedVmSeconds": saved_seconds(pool, now), "Hourly": _listed(series)}
+            plan = by_plan.setdefault(pool["BillingPlanId"], _plan_totals())
             plan["PoolVmSeconds"] += seconds
+            for hour, hour_seconds in series.items():
+                plan["Hourly"][hour] = plan["Hourly"].get(hour, 0) + hour_seconds
     classic_series = _classic_hours(classic, start, end)
     for row in classic:
-        plan = by_plan.setdefault(row["BillingPlanId"] or None, {"PoolVmSeconds": 0, "ClassicJobSeconds": 0})
+        plan = by_plan.setdefault(row["BillingPlanId"] or None, _plan_totals())
         plan["ClassicJobSeconds"] += sum(_classic_hours([row], start, end).values())
     hourly = _hourly(ledger, start, end)
     total = sum(hourly.values())
@@ -260,20 +271,15 @@ def account_report(account, params) -> dict:
         "Pools": list(by_pool.values()),
         "BillingPlans": [{"BillingPlanId": plan_id, "PoolComputeHours": billing.to_hours(v["PoolVmSeconds"]),
                           "PoolVmSeconds": v["PoolVmSeconds"], "ClassicJobHours": billing.to_hours(v["ClassicJobSeconds"]),
-                          "ClassicJobSeconds": v["ClassicJobSeconds"]} for plan_id, v in by_plan.items()],
-        "Hourly": [{"Hour": clock.iso(hour), **_series_entry(hourly[hour])} for hour in sorted(hourly)],
+                          "ClassicJobSeconds": v["ClassicJobSeconds"], "Hourly": _listed(v["Hourly"])}
+                         for plan_id, v in by_plan.items()],
+        "Hourly": _listed(hourly),
         "ClassicJobs": {"Jobs": len(classic), **_series_entry(sum(classic_series.values()))},
         "AutoScaleDown": {"SavedVmSeconds": saved, "SavedComputeHours": billing.to_hours(saved)},
     }
 
 
-def plan_report(billing_plan_id: str, params) -> dict:
-    """The operator's view of one billing plan across every account."""
-    start, end = parse_range(params)
-    store = get_store()
-    ledger = store.scan(POOLS, "usage|", "BillingPlanId eq @plan", {"plan": billing_plan_id})
-    classic = [r for r in store.scan(POOLS, "classic|", "BillingPlanId eq @plan", {"plan": billing_plan_id})
-               if r["EndTime"] > start and r["StartTime"] < end]
+def _plan_view(billing_plan_id: str, ledger: list[dict], classic: list[dict], start, end) -> dict:
     by_account: dict[str, int] = {}
     for row in ledger:
         if start <= row["Hour"] < end:
@@ -284,4 +290,31 @@ def plan_report(billing_plan_id: str, params) -> dict:
             "Pools": _series_entry(sum(hourly.values())),
             "ClassicJobs": {"Jobs": len(classic), **_series_entry(classic_seconds)},
             "Accounts": [{"AccountId": a, **_series_entry(s)} for a, s in sorted(by_account.items())],
-            "Hourly": [{"Hour": clock.iso(h), **_series_entry(hourly[h])} for h in sorted(hourly)]}
+            "Hourly": _listed(hourly)}
+
+
+def _classic_in(rows: list[dict], start, end) -> list[dict]:
+    return [r for r in rows if r["EndTime"] > start and r["StartTime"] < end]
+
+
+def plan_report(billing_plan_id: str, params) -> dict:
+    """The operator's view of one billing plan across every account."""
+    start, end = parse_range(params)
+    store = get_store()
+    only = {"plan": billing_plan_id}
+    ledger = store.scan(POOLS, "usage|", "BillingPlanId eq @plan", only)
+    classic = _classic_in(store.scan(POOLS, "classic|", "BillingPlanId eq @plan", only), start, end)
+    return _plan_view(billing_plan_id, ledger, classic, start, end)
+
+
+def plans_report(params) -> dict:
+    """The operator's view of every billing plan with usage in the range."""
+    start, end = parse_range(params)
+    store = get_store()
+    ledger = [r for r in store.scan(POOLS, "usage|") if start <= r["Hour"] < end]
+    classic = _classic_in(store.scan(POOLS, "classic|"), start, end)
+    plan_ids = sorted({r["BillingPlanId"] for r in ledger} | {r["BillingPlanId"] for r in classic if r["BillingPlanId"]})
+    return {"From": clock.iso(start), "To": clock.iso(end),
+            "BillingPlans": [_plan_view(plan_id, [r for r in ledger if r["BillingPlanId"] == plan_id],
+                                        [r for r in classic if r["BillingPlanId"] == plan_id], start, end)
+                             for plan_id in plan_ids]}

@@ -1,0 +1,8 @@
+"""GET /api/billingplans?from=&to= (operator): every billing plan's usage across accounts."""
+import azure.functions as func
+
+from shared import api, usage
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    return api.respond(req, lambda: usage.plans_report(req.params))
