@@ -6,12 +6,12 @@ AZURITE := node_modules/.bin/azurite
 PORT ?= 7071
 INSTANCES ?= 1
 
-.PHONY: run test unit demo bench setup clean
+.PHONY: run test unit demo bench setup browser clean
 
 run: setup local.settings.json
 	$(PY) -m devhost --app . --port $(PORT) --instances $(INSTANCES) --azurite .azurite
 
-test: setup
+test: setup browser
 	$(PY) -m pytest tests
 
 unit: setup
@@ -25,10 +25,15 @@ bench: setup
 
 setup: $(VENV)/.installed $(AZURITE)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt cli/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ./cli
 	touch $@
+
+# The dashboard's tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@sh scripts/install-chromium.sh
 
 $(AZURITE): package.json
 	npm install --no-audit --no-fund --no-package-lock

@@ -1,0 +1,120 @@
+"""The CLI's pure parts: what it draws, how it masks, where it finds settings."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from batchpool import render
+from batchpool.cli import _parser, _shown
+from batchpool.client import ApiError, jobs_endpoint, mask, result_url
+from batchpool.config import ConfigError, Settings
+
+
+def test_bars_are_drawn_in_eighths_of_a_cell():
+    assert render.bar(10, 10, 4) == "████"
+    assert render.bar(5, 10, 4) == "██"
+    assert render.bar(1, 80, 10) == "▏"  # one eighth of a cell
+    assert render.bar(3, 8, 1) == "▍"  # three eighths
+    assert render.bar(0, 10, 4) == "" and render.bar(5, 0, 4) == ""
+    assert render.bar(0.01, 1000, 4) == "▏", "a non-zero hour is never drawn empty"
+
+
+def test_the_hourly_chart_has_a_line_per_hour_scaled_to_the_largest():
+    hourly = [{"Hour": "2026-11-26T16:00:00Z", "VmSeconds": 3600, "ComputeHours": 1.0},
+              {"Hour": "2026-11-26T17:00:00Z", "VmSeconds": 7200, "ComputeHours": 2.0}]
+    lines = render.hourly_chart("Pool p", hourly, width=10).splitlines()
+    assert lines[0] == "Pool p"
+    assert lines[1].startswith("  2026-11-26 16:00  █████     ") and lines[1].endswith("1.000 h (3,600 VM-s)")
+    assert lines[2].startswith("  2026-11-26 17:00  ██████████") and lines[2].endswith("2.000 h (7,200 VM-s)")
+    assert "no compute hours" in render.hourly_chart("Pool q", [])
+
+
+def test_the_usage_report_charts_each_pool_and_plan_and_the_savings():
+    hour = [{"Hour": "2026-11-26T17:00:00Z", "VmSeconds": 1800, "ComputeHours": 0.5}]
+    report = {"From": "a", "To": "b", "Total": {"VmSeconds": 1800, "ComputeHours": 0.5},
+              "Pools": [{"PoolId": "p1", "BillingPlanId": "gold", "ComputeHours": 0.5, "VmSeconds": 1800,
+                         "Hourly": hour}],
+              "BillingPlans": [{"BillingPlanId": "gold", "PoolComputeHours": 0.5, "PoolVmSeconds": 1800,
+                                "ClassicJobSeconds": 0, "ClassicJobHours": 0, "Hourly": hour}],
+              "AutoScaleDown": {"SavedVmSeconds": 7200, "SavedComputeHours": 2.0}}
+    text = render.usage_report(report, width=8)
+    assert "Pool p1 (plan gold): 0.500 compute hours" in text and "Billing plan gold: 0.500 pool compute hours" in text
+    assert text.count("████████") == 2
+    assert text.endswith("Auto scale-down saved 2.000 compute hours (7,200 VM-seconds)")
+
+
+def test_the_progress_line_says_why_a_job_waits_and_how_far_it_has_got():
+    waiting = {"JobId": "j", "StatusCode": "NotStarted", "QueuePosition": 2, "AzureBatchPoolId": "p",
+               "PendingReason": "WaitingForIdleVm"}
+    assert render.progress_line(waiting, 3.2) == "j waiting: queue position 2 in pool p (WaitingForIdleVm), 3 s"
+    assert render.progress_line(waiting, None) == "j waiting: queue position 2 in pool p (WaitingForIdleVm)"
+    running = {"JobId": "j", "StatusCode": "Running", "VmId": "vm-000001",
+               "Progress": {"RowsScored": 1500, "InputBytesRead": 500_000, "InputBytes": 2_000_000}}
+    assert render.progress_line(running, 10, width=8) == (
+        "j running on vm-000001: [##......]  25% 1,500 rows scored, 0.5 MB of 2.0 MB, 10 s")
+    unknown_size = {**running, "Progress": {"RowsScored": 0, "InputBytesRead": 0, "InputBytes": None}}
+    assert "[........]   0% 0 rows scored, 0.0 MB of ?" in render.progress_line(unknown_size, 0, width=8)
+    finished = {"JobId": "j", "StatusCode": "Finished", "Progress": {"RowsScored": 20000}}
+    assert render.progress_line(finished, 61) == "j Finished: 20,000 rows scored in 61 s"
+    failed = {"JobId": "j", "StatusCode": "Failed", "Details": "the scorer raised ValueError"}
+    assert render.progress_line(failed, 5) == "j Failed: the scorer raised ValueError"
+
+
+def test_tables_align_columns_under_their_headings():
+    text = render.table([{"a": "x", "b": 10}, {"a": "longer", "b": None}], [("A", "a"), ("B", "b")])
+    assert text.splitlines() == ["A       B", "------  --", "x       10", "longer"]
+
+
+def test_secrets_are_masked_in_urls_and_shown_jobs():
+    url = "https://a.blob.core.windows.net/c/b.csv?sv=2026&sr=b&sig=abc%2Bdef&se=x"
+    assert mask(url) == "https://a.blob.core.windows.net/c/b.csv?sv=2026&sr=b&sig=***&se=x"
+    assert mask("https://h/api/x?code=secret") == "https://h/api/x?code=***"
+    job = {"JobId": "j", "Results": {"output1": {"BaseLocation": "https://a/", "RelativeLocation": "c/o.csv",
+                                                 "SasBlobToken": "?sp=r&sig=SECRET"}}}
+    shown = _shown(job)
+    assert shown["Results"]["output1"]["SasBlobToken"] == "?sp=r&sig=***"
+    assert job["Results"]["output1"]["SasBlobToken"] == "?sp=r&sig=SECRET", "the job itself is left alone"
+    assert result_url(job["Results"]["output1"]) == "https://a/c/o.csv?sp=r&sig=SECRET"
+
+
+def test_api_errors_carry_the_envelope():
+    error = ApiError(409, {"error": {"code": "QuotaExceeded", "message": "too many VMs",
+                                     "details": [{"code": "PoolVmQuota", "target": "VmCount", "message": "m"}]}})
+    assert (error.status, error.category, error.code, error.target) == (409, "QuotaExceeded", "PoolVmQuota", "VmCount")
+    bare = ApiError(401, None, "Unauthorized")
+    assert (bare.category, bare.code, bare.message) == ("HTTP401", "HTTP401", "Unauthorized")
+
+
+def test_the_jobs_endpoint_drops_the_api_version_query():
+    assert jobs_endpoint("https://h/api/subscriptions/s/services/x/jobs?api-version=2.0") == (
+        "https://h/api/subscriptions/s/services/x/jobs")
+
+
+def test_settings_come_from_a_flag_then_the_environment_then_the_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHPOOL_CONFIG", str(tmp_path / "nested" / "config.ini"))
+    monkeypatch.delenv("BATCHPOOL_ACCOUNT", raising=False)
+    monkeypatch.delenv("BATCHPOOL_BASE_URL", raising=False)
+    settings = Settings("work", {"account": None})
+    assert settings.get("base_url") == "http://127.0.0.1:7071" and settings.get("account") is None
+    path = settings.save({"account": "from-file", "account_key": "k1"})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert settings.get("account") == "from-file"
+    monkeypatch.setenv("BATCHPOOL_ACCOUNT", "from-env")
+    assert settings.get("account") == "from-env"
+    assert Settings("work", {"account": "from-flag"}).get("account") == "from-flag"
+    assert Settings("other", {}).get("account_key") is None, "profiles are separate"
+    assert settings.shown()["account_key"] == "set" and "k1" not in repr(settings.shown())
+    with pytest.raises(ConfigError, match="batchpool configure --set api_key"):
+        Settings("work", {}).need("api_key", "the web service's API key")
+
+
+def test_options_may_come_before_or_after_the_command():
+    parser = _parser()
+    assert parser.parse_args(["-o", "json", "pools", "list"]).output == "json"
+    assert parser.parse_args(["pools", "list", "-o", "json"]).output == "json"
+    assert parser.parse_args(["pools", "list"]).output == "table"
+    args = parser.parse_args(["--profile", "p", "jobs", "show", "j", "--verbose"])
+    assert (args.profile, args.verbose, args.job_id) == ("p", True, "j")
