@@ -35,7 +35,7 @@
     return node;
   }
 
-  function hours(seconds) { return (seconds / 3600).toFixed(2); }
+  function hours(seconds) { return (seconds / 3600).toFixed(3); }
 
   function say(text) {
     const box = $("message");
