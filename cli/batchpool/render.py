@@ -119,7 +119,7 @@ def pool_screen(pool: dict, now: str) -> str:
            f"Queued jobs {pool['QueuedJobs']}  Running jobs {pool['RunningJobs']}  "
            f"Compute hours {pool['ComputeHours']:.3f}", ""]
     live = [vm for vm in pool.get("Vms") or [] if vm["State"] != "Deleted"]
-    out.append(table(live, [("VM", "VmId"), ("STATE", "State"), ("JOB", "JobId"), ("SINCE", "ProvisionedAt"),
+    out.append(table(live, [("VM", "VmId"), ("STATE", "State"), ("JOB", "JobId"), ("PROVISIONED", "ProvisionedAt"),
                             ("VM-SECONDS", "ComputeSeconds")]) if live else "(no VMs)")
     queue = pool.get("Queue") or []
     if queue:
