@@ -138,7 +138,7 @@ def test_the_pool_owner_sees_pools_jobs_and_usage_as_the_api_reports_them(browse
     drawn = set(page.evaluate("""() => [...document.querySelectorAll("#chart-pools rect.bar-segment")]
                                    .map((bar) => bar.dataset.hour)"""))
     assert drawn == hours
-    assert page.locator(f"#chart-plans rect.bar-segment[data-series='plan-a']").count() == len(hours)
+    assert page.locator("#chart-plans rect.bar-segment[data-series='plan-a']").count() == len(hours)
     assert page.text_content("#total-hours") == f"{usage['Total']['ComputeHours']:.3f}"
 
     shot = logs_dir / "dashboard.png"
