@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 from shared.errors import InvalidRequest
 from shared.storage.connections import InvalidConnection, endpoint_url
 from shared.storage.connections import parse_connection_string as connection_account
-from shared.validation import is_valid_id
+from shared.attempts import MAX_QUEUED_SECONDS_CEILING, MAX_RETRIES_CEILING
+from shared.validation import int_field, is_valid_id
 
 CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 LOCATION_FIELDS = ("ConnectionString", "BaseLocation", "RelativeLocation", "SasBlobToken")
-REQUEST_FIELDS = ("Input", "Inputs", "Outputs", "GlobalParameters", "AzureBatchPoolId")
+REQUEST_FIELDS = ("Input", "Inputs", "Outputs", "GlobalParameters", "AzureBatchPoolId", "MaxQueuedSeconds",
+                  "MaxRetries")
 MAX_GLOBAL_PARAMETERS = 100
 # An output the caller leaves to the service is written to the app's own storage account,
 # under a path of the job's own; such a location is stored with this marker, not a secret.
@@ -53,6 +55,9 @@ class JobRequest:
     outputs: dict[str, Location]  # empty: every output goes to the app's own storage
     global_parameters: dict[str, str]
     pool_id: str | None
+    # Job policies beside BES's fields (None: the service's default).
+    max_queued_seconds: int | None = None
+    max_retries: int | None = None
 
 
 def canonical(fields: dict, names: tuple[str, ...], where: str) -> dict:
@@ -179,7 +184,9 @@ def parse_request(body: dict, input_names: list[str], output_names: list[str]) -
     if pool_id is not None and not is_valid_id(pool_id):
         raise InvalidRequest("AzureBatchPoolId must be a pool id (1-64 letters, digits, '-' or '_')", "InvalidValue",
                              "AzureBatchPoolId")
-    return JobRequest(source, parsed_outputs, {str(k): str(v) for k, v in parameters.items()}, pool_id)
+    return JobRequest(source, parsed_outputs, {str(k): str(v) for k, v in parameters.items()}, pool_id,
+                      int_field(body, "MaxQueuedSeconds", 1, MAX_QUEUED_SECONDS_CEILING, required=False),
+                      int_field(body, "MaxRetries", 0, MAX_RETRIES_CEILING, required=False))
 
 
 def request_from_stored(stored: dict) -> JobRequest:

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 
-from shared import clock, layout, runs, vms
+from shared import attempts, clock, layout, runs, vms
 from shared.storage import POOLS, WriteConflict, get_queues, get_store
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ def _pair_waiting_jobs(partition: str, pool_id: str) -> dict[str, tuple[str, dt.
         if not heads:
             return started
         now = clock.utcnow()
+        heads = _in_time(partition, heads, now)
         pool_vms = live_vms(partition, pool_id)
         pairs = pair_idle_vms(pool_vms, heads, now)
         if not pairs:
@@ -122,6 +123,20 @@ def _pair_waiting_jobs(partition: str, pool_id: str) -> dict[str, tuple[str, dt.
         # Another instance is claiming this pool's jobs: let it finish its round first.
         time.sleep(random.uniform(0.002, 0.01))
     return started
+
+
+def _in_time(partition: str, heads: list[dict], now: dt.datetime) -> list[dict]:
+    """The waiting jobs still within their MaxQueuedSeconds; the others are cancelled here, so
+    a job past its cap never starts, even between two sweeps."""
+    kept = []
+    for head in heads:
+        if attempts.waited_too_long(head.get("Deadline"), now):
+            run = runs.get_run(partition, head["JobId"])
+            if run is not None and runs.expire_waiting(run, now):
+                log.info("job waited too long job=%s pool=%s", head["JobId"], head.get("PoolId"))
+            continue
+        kept.append(head)
+    return kept
 
 
 def start_at_once(run: dict, pool_vms: list[dict]) -> tuple[str, dt.datetime] | None:

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from shared import bes, clock, dispatch, records, runs, services
+from shared import attempts, bes, clock, dispatch, records, runs, services
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import (POOLS, BlobFile, WriteConflict, account_of, blob_endpoint, ensure_container,
@@ -215,19 +215,31 @@ def _end(run: dict, status: str, details: str, results: dict | None = None) -> b
 
 def _claim_runner(partition: str, job_id: str, runner_id: str, stale_seconds: int) -> dict | None:
     """Take the run for this runner, unless it ended or a live runner holds it. A claim that
-    follows a slice's hand-over continues the run; any other claim is a new attempt."""
+    follows a slice's hand-over continues the run; any other claim is a new attempt, if the
+    job's MaxRetries allows one more (else the job ends Failed, saying why)."""
     store = get_store()
     for _ in range(10):
         run = runs.get_run(partition, job_id)
         if run is None or run["State"] != runs.RUNNING:
             return None
+        now = clock.utcnow()
         heartbeat = run.get("HeartbeatAt")
-        if run.get("RunnerId") and heartbeat and clock.utcnow() - heartbeat < dt.timedelta(seconds=stale_seconds):
+        if run.get("RunnerId") and heartbeat and now - heartbeat < dt.timedelta(seconds=stale_seconds):
             return None
-        attempts = run.get("Attempts") or 0
-        run.update({"RunnerId": runner_id, "HeartbeatAt": clock.utcnow(), "Continue": False,
-                    "Attempts": attempts if run.get("Continue") and attempts else attempts + 1,
-                    "Slices": (run.get("Slices") or 0) + 1})
+        begun = run.get("Attempts") or 0
+        new_attempt = not (run.get("Continue") and begun)
+        if new_attempt and begun:
+            runs.record_outcome(run, attempts.INTERRUPTED, "its run came round again before the attempt reported an "
+                                                       "end (its worker may have stopped)", now)
+            if not attempts.may_begin(begun, runs.max_retries(run)):
+                last = attempts.outcomes(run["AttemptOutcomes"])[-1]["Reason"]
+                if _end(run, runs.FAILED, attempts.gave_up(begun, last)):
+                    log.warning("job gave up job=%s attempts=%s", job_id, begun)
+                return None
+        run.update({"RunnerId": runner_id, "HeartbeatAt": now, "Continue": False,
+                    "Attempts": begun + 1 if new_attempt else begun, "Slices": (run.get("Slices") or 0) + 1})
+        if new_attempt:
+            run["AttemptStartedAt"] = now
         try:
             store.replace(POOLS, run)
             return run
@@ -458,24 +470,24 @@ def _run_slice(lease: _Lease, scorer: str, settings) -> tuple[str, str, dict | N
             _start_over(lease)
             return None
         if is_transient(error):
-            # Not the job's fault: the run goes back and the message is retried (then poisoned).
+            # Not the job's fault: another attempt, after a back-off, if MaxRetries allows.
             log.warning("run interrupted by storage job=%s %s", job_id, describe_storage_error(error))
-            _let_go(lease)
-            raise
+            _retry_later(lease, f"storage was unavailable ({describe_storage_error(error)})", error)
+            return None
         log.warning("run failed on storage job=%s %s", job_id, describe_storage_error(error))
         return runs.FAILED, f"a storage request failed ({describe_storage_error(error)}); check the " \
                             "locations, the credentials and that the storage account is reachable", None
-    except (MemoryError, RecursionError):
-        _let_go(lease)  # may pass on another worker: the message is retried
-        raise
+    except (MemoryError, RecursionError) as error:
+        _let_go(lease, f"the worker ran out of {'memory' if isinstance(error, MemoryError) else 'stack'}")
+        raise  # may pass on another worker: the message is retried
     except Exception as error:
         # A retry would fail the same way: end the job once, saying why, instead of crashing
         # until the message is poisoned.
         log.exception("run failed job=%s error=%s", job_id, type(error).__name__)
         return runs.FAILED, f"the run failed and would fail again on retry ({type(error).__name__}); " \
                             "report it to the service's operator with the job id", None
-    except BaseException:
-        _let_go(lease)
+    except BaseException as error:
+        _let_go(lease, f"the worker stopped ({type(error).__name__})")
         raise
 
 
@@ -497,13 +509,31 @@ def _start_over(lease: _Lease) -> None:
     get_queues().send(dispatch.RUN_QUEUE, {"Partition": lease.run["PartitionKey"], "JobId": lease.run["JobId"]})
 
 
-def _let_go(lease: _Lease) -> None:
-    """After an unexpected failure, give the run back (keeping its checkpoint) so the
-    message's retry can take it."""
+def _let_go(lease: _Lease, reason: str) -> bool:
+    """After an interruption, give the run back (keeping its checkpoint, noting why this
+    attempt ended) so another attempt can take it."""
+    runs.record_outcome(lease.run, attempts.INTERRUPTED, reason, clock.utcnow())
     try:
         lease.write({"RunnerId": ""})
+        return True
     except Exception:
         log.warning("run not released job=%s; it is retried once its heartbeat goes stale", lease.run["JobId"])
+        return False
+
+
+def _retry_later(lease: _Lease, reason: str, error: Exception) -> None:
+    """Give the run back and send it again after a back-off that grows with its attempts; the
+    next claim decides whether MaxRetries allows it. If storage cannot take the message
+    either, the invocation fails and the host retries its own message."""
+    if not _let_go(lease, reason):
+        raise error
+    delay = attempts.backoff_seconds(lease.run.get("Attempts") or 1)
+    try:
+        get_queues().send(dispatch.RUN_QUEUE, {"Partition": lease.run["PartitionKey"], "JobId": lease.run["JobId"]},
+                          delay_seconds=delay)
+    except AzureError:
+        raise error from None
+    log.info("run to be retried job=%s attempt=%s in_seconds=%s", lease.run["JobId"], lease.run.get("Attempts"), delay)
 
 
 def _scorer_of(run: dict) -> tuple[str, int]:

@@ -13,7 +13,7 @@ import json
 import logging
 import secrets as random_tokens
 
-from shared import bes, clock, dispatch, layout, runs, services, vms
+from shared import attempts, bes, clock, dispatch, layout, runs, services, vms
 from shared.pools import vm_operations
 from shared.errors import AlreadyEnded, InvalidOperation, InvalidRequest, NotFound, PayloadTooLarge
 from shared.services import ServiceRef
@@ -99,9 +99,16 @@ def submit_job(caller: ServiceRef, body: dict) -> str:
                               "Request": stored, "PoolId": request.pool_id or "", "CreatedAt": now,
                               "Details": "", "Results": "{}", "Attempts": 0, "Scorer": service.scorer,
                               "TimeoutSeconds": service.timeout_seconds,
+                              "MaxQueuedSeconds": _chosen(request.max_queued_seconds, service.max_queued_seconds) or 0,
+                              "MaxRetries": _chosen(request.max_retries, service.max_retries),
                               "BillingPlanId": service.billing_plan_id or ""})
     log.info("job submitted job=%s service=%s pool=%s", job_id, service.service_id, request.pool_id or "classic")
     return job_id
+
+
+def _chosen(asked, default):
+    """The job's own policy if it gave one, else its service's."""
+    return default if asked is None else asked
 
 
 def _job(service: ServiceRef, job_id: str) -> dict:
@@ -133,10 +140,13 @@ def _placement(service: ServiceRef, job: dict) -> tuple[str, str]:
 
 def _new_run(service: ServiceRef, job: dict, partition: str, pool_id: str) -> dict:
     job_id = job["RowKey"]
+    queued_at = clock.utcnow()
     return {"PartitionKey": partition, "RowKey": layout.run_key(job_id), "JobId": job_id,
             "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.WAITING,
             "WaitKey": layout.wait_key(pool_id, job["StartRequestedAt"], job_id),
-            "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": clock.utcnow(),
+            "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": queued_at,
+            "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or 0, "MaxRetries": runs.max_retries(job),
+            "QueueDeadline": attempts.queue_deadline(queued_at, job.get("MaxQueuedSeconds")),
             "BillingPlanId": job.get("BillingPlanId") or "", "Attempts": 0, "VmKey": "", "RunnerId": "",
             # What the runner needs travels with the run, so running it reads no job row.
             "Request": job["Request"], "Scorer": job.get("Scorer") or "", "TimeoutSeconds": job.get("TimeoutSeconds")}
@@ -177,7 +187,8 @@ def start_job(service: ServiceRef, job_id: str) -> dict:
         if started:
             return _running_view(job, *started)
     run = _new_run(service, job, partition, pool_id)
-    wait = {"PartitionKey": partition, "RowKey": run["WaitKey"], "JobId": job_id, "PoolId": pool_id}
+    wait = {"PartitionKey": partition, "RowKey": run["WaitKey"], "JobId": job_id, "PoolId": pool_id,
+            "Deadline": run["QueueDeadline"]}
     try:
         store.transact(POOLS, [("create", run), ("create", wait)])
         log.info("job queued job=%s pool=%s", job_id, pool_id)
@@ -276,7 +287,8 @@ def _job_view(job: dict) -> dict:
             "StartTime": clock.iso(job.get("StartTime")), "EndTime": clock.iso(job.get("EndTime")),
             "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None,
             "PendingReason": AWAITING_START if status == NOT_STARTED else None, "VmId": None,
-            "Attempts": job.get("Attempts") or 0,
+            "Attempts": job.get("Attempts") or 0, "AttemptOutcomes": attempts.outcomes(job.get("AttemptOutcomes")),
+            "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or None, "MaxRetries": runs.max_retries(job),
             "Progress": _final_progress(job) if status == runs.FINISHED else None}
 
 
@@ -289,6 +301,7 @@ def _started_view(job: dict, run: dict, place: tuple[int, str] | None) -> dict:
     view["StartTime"] = clock.iso(run.get("StartTime"))
     view["EndTime"] = clock.iso(run.get("EndTime"))
     view["Attempts"] = run.get("Attempts") or 0
+    view["AttemptOutcomes"] = attempts.outcomes(run.get("AttemptOutcomes"))
     view["PendingReason"] = None
     if state == runs.WAITING:
         view["QueuePosition"], view["PendingReason"] = place or (None, None)
@@ -339,7 +352,7 @@ def get_job(service: ServiceRef, job_id: str) -> dict:
 
 # What a listing reads of a run: never its copy of the request.
 _LISTED_RUN_FIELDS = ["RowKey", "State", "WaitKey", "VmId", "StartTime", "EndTime", "Details", "Results",
-                      "Attempts", "RowsScored", "InputOffset", "InputBytes", "ProgressRows", "ProgressOffset"]
+                      "Attempts", "AttemptOutcomes", "RowsScored", "InputOffset", "InputBytes", "ProgressRows", "ProgressOffset"]
 
 
 def _runs_of(service: ServiceRef, started: list[dict]) -> dict[str, dict]:

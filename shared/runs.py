@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from shared import clock, layout, usage, vms
+from shared import attempts, clock, layout, usage, vms
 from shared.storage import JOBS, POOLS, WriteConflict, get_store
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,18 @@ def release_changes(vm: dict, job_id: str, now) -> dict | None:
     return {"State": vms.IDLE, "JobId": "", "IdleSince": now}
 
 
+def max_retries(run: dict) -> int:
+    retries = run.get("MaxRetries")
+    return attempts.DEFAULT_MAX_RETRIES if retries is None else retries
+
+
+def record_outcome(run: dict, outcome: str, reason: str, now) -> None:
+    """Note how the run's current attempt ended (once; it reaches the row with its next write)."""
+    run["AttemptOutcomes"] = attempts.with_outcome(run.get("AttemptOutcomes"), run.get("Attempts") or 0, outcome,
+                                                   reason, run.get("AttemptStartedAt") or run.get("StartTime"), now,
+                                                   clock.iso)
+
+
 def end_run(run: dict, status: str, details: str, results: dict | None = None) -> bool:
     """Move a waiting or running job to a terminal state, freeing its wait row or VM in the
     same transaction. Raises WriteConflict if the run changed since it was read; returns
@@ -54,10 +66,25 @@ def end_run(run: dict, status: str, details: str, results: dict | None = None) -
             freed = True
     else:
         raise WriteConflict("run already ended")
+    if previous == RUNNING:
+        record_outcome(run, status, details, now)
     run.update({"State": status, "EndTime": now, "Details": details, "Results": json.dumps(results or {})})
     store.transact(POOLS, [("replace", run), *operations])
     log.info("job ended job=%s pool=%s state=%s previous=%s", run["JobId"], run["PoolId"], status, previous)
     return freed
+
+
+def expire_waiting(run: dict, now) -> bool:
+    """End a waiting job Cancelled once it has waited past its MaxQueuedSeconds, freeing its
+    place; False if it is not due, or its run changed meanwhile (started, cancelled)."""
+    if run["State"] != WAITING or not attempts.waited_too_long(run.get("QueueDeadline"), now):
+        return False
+    try:
+        end_run(run, CANCELLED, attempts.too_long_details(run["MaxQueuedSeconds"]))
+    except WriteConflict:
+        return False
+    finalize(run)
+    return True
 
 
 def finalize(run: dict) -> None:
@@ -77,5 +104,6 @@ def copy_to_job(run: dict) -> None:
     get_store().merge(JOBS, {"PartitionKey": run["JobPartition"], "RowKey": run["JobId"], "Status": run["State"],
                              "Details": run.get("Details") or "", "Results": run.get("Results") or "{}",
                              "StartTime": run.get("StartTime"), "EndTime": run.get("EndTime"),
-                             "Attempts": run.get("Attempts") or 0, "RowsScored": run.get("RowsScored") or 0,
+                             "Attempts": run.get("Attempts") or 0, "AttemptOutcomes": run.get("AttemptOutcomes"),
+                             "RowsScored": run.get("RowsScored") or 0,
                              "InputBytes": run.get("InputBytes") or 0})

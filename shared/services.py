@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared import clock, secrets
+from shared import attempts, clock, secrets
 from shared.api import ROUTE_PREFIX
 from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from shared.settings import get_settings
@@ -45,6 +45,8 @@ class Service:
     input_names: tuple[str, ...] = DEFAULT_INPUTS
     output_names: tuple[str, ...] = DEFAULT_OUTPUTS
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    max_queued_seconds: int | None = None  # no cap
+    max_retries: int = attempts.DEFAULT_MAX_RETRIES
 
     @property
     def ref(self) -> ServiceRef:
@@ -56,7 +58,13 @@ def _service(entity) -> Service:
                    entity.get("BillingPlanId") or None, entity["Scorer"],
                    tuple(json.loads(entity.get("InputNames") or "null") or DEFAULT_INPUTS),
                    tuple(json.loads(entity.get("OutputNames") or "null") or DEFAULT_OUTPUTS),
-                   entity.get("TimeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
+                   entity.get("TimeoutSeconds") or DEFAULT_TIMEOUT_SECONDS, entity.get("MaxQueuedSeconds") or None,
+                   _stored_retries(entity))
+
+
+def _stored_retries(entity) -> int:
+    retries = entity.get("MaxRetries")
+    return attempts.DEFAULT_MAX_RETRIES if retries is None else retries
 
 
 def get_service(subscription_id: str, service_id: str) -> Service | None:
@@ -82,6 +90,7 @@ def _view(entity, base_url: str) -> dict:
             "Kind": entity["Kind"], "BillingPlanId": entity.get("BillingPlanId") or None,
             "Scorer": entity["Scorer"], "InputNames": list(service.input_names),
             "OutputNames": list(service.output_names), "TimeoutSeconds": service.timeout_seconds,
+            "MaxQueuedSeconds": service.max_queued_seconds, "MaxRetries": service.max_retries,
             "BatchRequestsUrl": f"{jobs_url(base_url, service.subscription_id, service.service_id, service.kind)}"
                                 "?api-version=2.0",
             "SwaggerUrl": f"{url}/swagger.json", "CreatedAt": clock.iso(entity["CreatedAt"])}
@@ -134,7 +143,8 @@ def put_service(subscription_id: str, service_id: str, body: dict, base_url: str
     """Register a web service (201, with its API key) or change its name, plan or scorer (200)."""
     require_id(subscription_id, "subscriptionId")
     require_id(service_id, "serviceId")
-    only_fields(body, ("Name", "Kind", "BillingPlanId", "Scorer", "InputNames", "OutputNames", "TimeoutSeconds"))
+    only_fields(body, ("Name", "Kind", "BillingPlanId", "Scorer", "InputNames", "OutputNames", "TimeoutSeconds",
+                       "MaxQueuedSeconds", "MaxRetries"))
     name = str_field(body, "Name", 128)
     kind = str_field(body, "Kind", choices=(NEW, CLASSIC))
     plan = str_field(body, "BillingPlanId", 64, required=kind == NEW)
@@ -148,7 +158,11 @@ def put_service(subscription_id: str, service_id: str, body: dict, base_url: str
     outputs = _names(body, "OutputNames", DEFAULT_OUTPUTS, MAX_OUTPUTS)
     timeout = int_field(body, "TimeoutSeconds", 1, MAX_TIMEOUT_SECONDS, required=False,
                         default=DEFAULT_TIMEOUT_SECONDS)
-    shape = {"InputNames": json.dumps(inputs), "OutputNames": json.dumps(outputs), "TimeoutSeconds": timeout}
+    shape = {"InputNames": json.dumps(inputs), "OutputNames": json.dumps(outputs), "TimeoutSeconds": timeout,
+             "MaxQueuedSeconds": int_field(body, "MaxQueuedSeconds", 1, attempts.MAX_QUEUED_SECONDS_CEILING,
+                                           required=False, default=0),
+             "MaxRetries": int_field(body, "MaxRetries", 0, attempts.MAX_RETRIES_CEILING, required=False,
+                                     default=attempts.DEFAULT_MAX_RETRIES)}
     store = get_store()
 
     def attempt():

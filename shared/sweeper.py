@@ -5,8 +5,10 @@ Each sweep (a timer, by default every 20 seconds):
   message was lost;
 * copies ended runs whose job row was never updated, and removes their run rows (once they
   are RUN_STALE_SECONDS old: a start racing a cancel finds the cancelled run row meanwhile);
+* cancels waiting jobs past their MaxQueuedSeconds (dispatch also does, before pairing);
 * re-sends the run message of a running job whose runner's heartbeat went stale (its
-  instance died), so another instance takes the job over;
+  instance died), so another instance takes the job over (a new attempt, if MaxRetries
+  allows one);
 * keeps the classic environment at CLASSIC_MAX_CONCURRENT_JOBS slots;
 * now and then (a quarter of the retention, at most hourly), removes the outputs the app
   kept for jobs once they are OUTPUT_RETENTION_MINUTES old.
@@ -18,7 +20,7 @@ import datetime as dt
 import logging
 import time
 
-from shared import clock, dispatch, jobs, layout, runs
+from shared import attempts, clock, dispatch, jobs, layout, runs
 from shared.settings import get_settings
 from shared.storage import POOLS, WriteConflict, get_queues, get_store, remove_older_than
 
@@ -55,17 +57,23 @@ def expire_outputs() -> int:
 
 def sweep() -> dict:
     store = get_store()
-    figures = {"pools": 0, "started": 0, "finalized": 0, "resent": 0, "outputs_removed": expire_outputs()}
+    figures = {"pools": 0, "started": 0, "expired": 0, "finalized": 0, "resent": 0,
+               "outputs_removed": expire_outputs()}
     jobs.ensure_classic_pool(recheck=True)
     for pool in store.scan(POOLS, layout.POOL_PREFIX, "State eq @state", {"state": "Active"}):
         figures["pools"] += 1
         figures["started"] += len(dispatch.tick(pool["PartitionKey"], pool["PoolId"]))
-    stale_before = clock.utcnow() - dt.timedelta(seconds=get_settings().run_stale_seconds)
+    now = clock.utcnow()
+    stale_before = now - dt.timedelta(seconds=get_settings().run_stale_seconds)
     for run in store.scan(POOLS, layout.RUN_PREFIX):
-        if run["State"] in runs.TERMINAL and run["EndTime"] < stale_before:
+        if runs.expire_waiting(run, now):
+            figures["expired"] += 1
+        elif run["State"] in runs.TERMINAL and run["EndTime"] < stale_before:
             runs.finalize(run)
             figures["finalized"] += 1
         elif run["State"] == runs.RUNNING and (run.get("HeartbeatAt") or run["StartTime"]) < stale_before:
+            runs.record_outcome(run, attempts.WORKER_LOST, f"no heartbeat for {get_settings().run_stale_seconds} s "
+                                                           "(its instance or worker stopped)", now)
             run["HeartbeatAt"] = clock.utcnow()
             run["RunnerId"] = ""
             try:
