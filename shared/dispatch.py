@@ -148,7 +148,7 @@ def start_at_once(run: dict, pool_vms: list[dict]) -> tuple[str, dt.datetime] | 
     if not idle:
         return None
     vm = random.choice(idle)  # concurrent starts then rarely race for the same VM
-    vm.update({"State": vms.BUSY, "JobId": run["JobId"]})
+    vm.update({"State": vms.BUSY, "JobId": run["JobId"], "BusySince": now})
     running = {**run, "State": runs.RUNNING, "WaitKey": "", "VmKey": vm["RowKey"], "VmId": vm["VmId"],
                "StartTime": now, "HeartbeatAt": now}
     try:
@@ -174,7 +174,7 @@ def _claim(partition: str, vm: dict, head: dict, now: dt.datetime) -> bool:
     """VM Idle -> Busy, wait row removed, run row Running: all or nothing. The wait row's
     etag-conditional delete is what a concurrent cancel or claim of the same job loses on."""
     store = get_store()
-    vm.update({"State": vms.BUSY, "JobId": head["JobId"]})
+    vm.update({"State": vms.BUSY, "JobId": head["JobId"], "BusySince": now})
     run_changes = {"PartitionKey": partition, "RowKey": layout.run_key(head["JobId"]), "State": runs.RUNNING,
                    "VmKey": vm["RowKey"], "VmId": vm["VmId"], "StartTime": now, "HeartbeatAt": now, "RunnerId": ""}
     try:

@@ -13,7 +13,7 @@ import json
 import logging
 import secrets as random_tokens
 
-from shared import attempts, bes, clock, dispatch, layout, runs, services, vms
+from shared import attempts, bes, clock, dispatch, layout, runs, services, usage, vms
 from shared.pools import vm_operations
 from shared.errors import AlreadyEnded, InvalidOperation, InvalidRequest, NotFound, PayloadTooLarge
 from shared.services import ServiceRef
@@ -289,6 +289,7 @@ def _job_view(job: dict) -> dict:
             "PendingReason": AWAITING_START if status == NOT_STARTED else None, "VmId": None,
             "Attempts": job.get("Attempts") or 0, "AttemptOutcomes": attempts.outcomes(job.get("AttemptOutcomes")),
             "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or None, "MaxRetries": runs.max_retries(job),
+            "Cost": None,
             "Progress": _final_progress(job) if status == runs.FINISHED else None}
 
 
@@ -340,7 +341,11 @@ def _half_started_view(service: ServiceRef, job: dict) -> dict:
 def get_job(service: ServiceRef, job_id: str) -> dict:
     job = _job(service, job_id)
     if job["Status"] != STARTED:
-        return _job_view(job)
+        view = _job_view(job)
+        if job["PoolId"] and job.get("StartTime") and job.get("EndTime"):
+            view["Cost"] = usage.job_cost(service.subscription_id, job["PoolId"], job_id, job["StartTime"],
+                                          job["EndTime"])
+        return view
     run = runs.get_run(_placement(service, job)[0], job_id)
     if run is None:
         return _half_started_view(service, job)

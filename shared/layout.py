@@ -12,6 +12,7 @@ have. Row keys:
     vm|<poolId>|<ordinal>            one VM: state, provisioned and deleted times, job
     wait|<poolId>|<startedMs>|<job>  a waiting job; key order is FIFO order
     run|<jobId>                      a started job's execution state, until it ends
+    jobhour|<poolId>|<hourMs>|<job>  a pool job's whole seconds in one hour, written as it ends
 """
 from __future__ import annotations
 
@@ -60,3 +61,12 @@ RUN_PREFIX = "run|"
 
 def run_key(job_id: str) -> str:
     return f"run|{job_id}"
+
+
+def job_hour_prefix(pool_id: str, hour: dt.datetime | None = None) -> str:
+    """The job-hour rows of a pool, or of one of its hours."""
+    return f"jobhour|{pool_id}|" + (f"{int(hour.timestamp() * 1000):014d}|" if hour else "")
+
+
+def job_hour_key(pool_id: str, hour: dt.datetime, job_id: str) -> str:
+    return f"{job_hour_prefix(pool_id, hour)}{job_id}"

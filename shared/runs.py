@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from shared import attempts, clock, layout, usage, vms
+from shared import attempts, clock, costs, layout, usage, vms
 from shared.storage import JOBS, POOLS, WriteConflict, get_store
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,19 @@ def record_outcome(run: dict, outcome: str, reason: str, now) -> None:
                                                    clock.iso)
 
 
+def job_hour_rows(run: dict, end) -> list[tuple]:
+    """A pool job's whole seconds per hour, written with its end: what per-job cost is
+    computed from (see `shared.costs`). Classic jobs are billed by their run time instead."""
+    if run["PartitionKey"] == layout.CLASSIC_PARTITION or not run.get("StartTime"):
+        return []
+    return [("upsert", {"PartitionKey": run["PartitionKey"], "RowKey": layout.job_hour_key(run["PoolId"], hour,
+                                                                                            run["JobId"]),
+                        "PoolId": run["PoolId"], "JobId": run["JobId"], "ServiceId": run.get("ServiceId") or "",
+                        "VmId": run.get("VmId") or "", "Hour": hour, "Seconds": seconds,
+                        "StartTime": run["StartTime"], "EndTime": end})
+            for hour, seconds in costs.job_hours(run["StartTime"], end).items()]
+
+
 def end_run(run: dict, status: str, details: str, results: dict | None = None) -> bool:
     """Move a waiting or running job to a terminal state, freeing its wait row or VM in the
     same transaction. Raises WriteConflict if the run changed since it was read; returns
@@ -68,6 +81,7 @@ def end_run(run: dict, status: str, details: str, results: dict | None = None) -
         raise WriteConflict("run already ended")
     if previous == RUNNING:
         record_outcome(run, status, details, now)
+        operations += job_hour_rows(run, now)
     run.update({"State": status, "EndTime": now, "Details": details, "Results": json.dumps(results or {})})
     store.transact(POOLS, [("replace", run), *operations])
     log.info("job ended job=%s pool=%s state=%s previous=%s", run["JobId"], run["PoolId"], status, previous)

@@ -16,9 +16,9 @@ import datetime as dt
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from shared import billing, clock, layout, vms
+from shared import billing, clock, costs, layout, vms
 from shared.errors import InvalidRequest, NotFound
-from shared.storage import POOLS, WriteConflict, get_store
+from shared.storage import POOLS, WriteConflict, concurrently, get_store
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ MAX_HOURS_PER_TRANSACTION = 90
 MAX_OPERATIONS = 100  # of one entity-group transaction
 ACCRUAL_THREADS = 16
 MAX_REPORT_DAYS = 366
+MAX_JOBS_LISTED = 1000  # of a usage report, the costliest first
 EARLIEST_REPORT_YEAR, LATEST_REPORT_YEAR = 2000, 9000
 
 
@@ -173,6 +174,67 @@ def record_classic_run(run: dict, billing_plan_id: str) -> None:
                                "Seconds": max(0, int((end - start).total_seconds()))})
 
 
+def _cost_view(compute: int, idle: int) -> dict:
+    return {"ComputeSeconds": compute, "AllocatedIdleSeconds": idle, "TotalSeconds": compute + idle,
+            "ComputeHours": billing.to_hours(compute + idle)}
+
+
+def job_cost(partition: str, pool_id: str, job_id: str, start: dt.datetime, end: dt.datetime) -> dict:
+    """A finished pool job's cost: its own VM-seconds and its share of its hours' idle ones.
+    `Final` once every hour it ran in is billed and no job that ran in them still runs."""
+    store = get_store()
+    hours = list(costs.job_hours(start, end))
+    reads = [lambda h=hour: store.rows(POOLS, partition, layout.job_hour_prefix(pool_id, h)) for hour in hours]
+    reads += [lambda h=hour: store.get(POOLS, partition, usage_key(pool_id, h)) for hour in hours]
+    reads += [lambda: store.get(POOLS, partition, layout.pool_key(pool_id)),
+              lambda: store.rows(POOLS, partition, layout.vm_prefix(pool_id), condition="State ne @deleted",
+                                 parameters={"deleted": vms.DELETED})]
+    answers = concurrently(*reads)
+    runs = {hour: {row["JobId"]: row["Seconds"] for row in rows} for hour, rows in zip(hours, answers)}
+    billed = {hour: (row or {}).get("VmSeconds", 0) for hour, row in zip(hours, answers[len(hours):])}
+    pool, live = answers[-2], answers[-1]
+    compute, idle = costs.job_totals(costs.allocate(billed, runs)).get(job_id, (0, 0))
+    closes = hours[-1] + billing.HOUR if hours else end
+    final = bool(pool and pool.get("BilledThrough") and pool["BilledThrough"] >= closes) and not any(
+        vm.get("JobId") and vm.get("BusySince") and vm["BusySince"] < closes for vm in live)
+    return {**_cost_view(compute, idle), "Final": final}
+
+
+def _pool_costs(partition: str, pools: list[str], ledger: list[dict], start: dt.datetime, end: dt.datetime):
+    """Per pool, the hours' allocations in the range; and every job-hour row read."""
+    store = get_store()
+    job_rows = concurrently(*[lambda p=pool_id: store.rows(POOLS, partition, layout.job_hour_prefix(p),
+                                                           condition="Hour ge @start and Hour lt @end",
+                                                           parameters={"start": start, "end": end})
+                              for pool_id in pools]) if pools else []
+    allocations, rows_read = {}, []
+    for pool_id, rows in zip(pools, job_rows):
+        billed = _hourly([r for r in ledger if r["PoolId"] == pool_id], start, end)
+        runs: dict = {}
+        for row in rows:
+            runs.setdefault(row["Hour"], {})[row["JobId"]] = row["Seconds"]
+        allocations[pool_id] = costs.allocate(billed, runs)
+        rows_read += rows
+    return allocations, rows_read
+
+
+def _job_and_service_costs(allocations: dict, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    service_of = {row["JobId"]: (row["ServiceId"], row["PoolId"]) for row in rows}
+    jobs, services = [], {}
+    for pool_id, hours in allocations.items():
+        for job_id, (compute, idle) in costs.job_totals(hours).items():
+            service_id = service_of.get(job_id, ("", pool_id))[0]
+            jobs.append({"JobId": job_id, "ServiceId": service_id, "PoolId": pool_id, **_cost_view(compute, idle)})
+            total = services.setdefault(service_id, {"ServiceId": service_id, "Jobs": 0, "ComputeSeconds": 0,
+                                                     "AllocatedIdleSeconds": 0})
+            total["Jobs"] += 1
+            total["ComputeSeconds"] += compute
+            total["AllocatedIdleSeconds"] += idle
+    jobs.sort(key=lambda job: (-job["TotalSeconds"], job["JobId"]))
+    listed = [{**s, **_cost_view(s["ComputeSeconds"], s["AllocatedIdleSeconds"])} for s in services.values()]
+    return jobs, sorted(listed, key=lambda s: s["ServiceId"])
+
+
 def parse_range(params) -> tuple[dt.datetime, dt.datetime]:
     """`from` and `to` (ISO 8601, UTC if no offset), rounded down to whole hours."""
     now = clock.utcnow()
@@ -258,6 +320,10 @@ def account_report(account, params) -> dict:
             plan["PoolVmSeconds"] += seconds
             for hour, hour_seconds in series.items():
                 plan["Hourly"][hour] = plan["Hourly"].get(hour, 0) + hour_seconds
+    allocations, job_rows = _pool_costs(partition, list(by_pool), ledger, start, end)
+    for pool_id, entry in by_pool.items():
+        _add_job_costs(entry, allocations[pool_id])
+    jobs, services = _job_and_service_costs(allocations, job_rows)
     classic_series = _classic_hours(classic, start, end)
     for row in classic:
         plan = by_plan.setdefault(row["BillingPlanId"] or None, _plan_totals())
@@ -276,7 +342,19 @@ def account_report(account, params) -> dict:
         "Hourly": _listed(hourly),
         "ClassicJobs": {"Jobs": len(classic), **_series_entry(sum(classic_series.values()))},
         "AutoScaleDown": {"SavedVmSeconds": saved, "SavedComputeHours": billing.to_hours(saved)},
+        "Jobs": jobs[:MAX_JOBS_LISTED], "JobsTruncated": len(jobs) > MAX_JOBS_LISTED,
+        "Services": services,
     }
+
+
+def _add_job_costs(entry: dict, hours: dict) -> None:
+    """A pool's report entry with its hours split into jobs' time, idle time shared among
+    them, and idle time of hours without jobs."""
+    entry["Hourly"] = [{"Hour": clock.iso(hour), **_series_entry(cost.billed),
+                        "JobSeconds": sum(cost.compute.values()), "AllocatedIdleSeconds": sum(cost.idle.values()),
+                        "UnallocatedIdleSeconds": cost.unallocated} for hour, cost in sorted(hours.items())]
+    for name in ("JobSeconds", "AllocatedIdleSeconds", "UnallocatedIdleSeconds"):
+        entry[name] = sum(hourly[name] for hourly in entry["Hourly"])
 
 
 def _plan_view(billing_plan_id: str, ledger: list[dict], classic: list[dict], start, end) -> dict:
