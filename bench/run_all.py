@@ -12,6 +12,7 @@ import billing  # noqa: E402
 import chaos  # noqa: E402
 import dispatch  # noqa: E402
 import jobs  # noqa: E402
+import prediction  # noqa: E402
 import scoring  # noqa: E402
 import sdk_modes  # noqa: E402
 
@@ -68,6 +69,11 @@ def table(figures: dict) -> str:
                  f"({run['submits_unanswered']} submits unanswered), {run['runs_begun_again']} runs begun again, "
                  f"{run['busy_over_provisioned_samples']} busy>provisioned, {run['fifo_breaks']} FIFO breaks, "
                  f"billing mismatches {run['pools_billing_mismatch']}, {run['seconds']} s"))
+    guess = figures["prediction"]
+    for name, label in (("service", "EstimatedStartTime"), ("naive", "naive: position x mean run"),
+                        ("naive_per_vm", "naive: position x mean run / VMs")):
+        rows.append((f"start prediction, {guess['compared']} waiting jobs on {guess['vms']} VMs: {label}",
+                     f"median {guess[name]['median_abs_error_s']} s, p90 {guess[name]['p90_abs_error_s']} s off"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -75,7 +81,8 @@ def table(figures: dict) -> str:
 def main() -> None:
     started = time.time()
     figures = {"jobs": jobs.main([]), "billing": billing.main([]), "dispatch": dispatch.main([]),
-               "scoring": scoring.main([]), "sdk_modes": sdk_modes.main([]), "chaos": chaos.main([])}
+               "scoring": scoring.main([]), "sdk_modes": sdk_modes.main([]), "chaos": chaos.main([]),
+               "prediction": prediction.main([])}
     figures["seconds"] = round(time.time() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(figures, indent=2))

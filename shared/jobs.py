@@ -13,7 +13,7 @@ import json
 import logging
 import secrets as random_tokens
 
-from shared import attempts, bes, clock, dispatch, layout, runs, services, usage, vms
+from shared import attempts, bes, clock, dispatch, layout, predict, runs, services, usage, vms
 from shared.pools import vm_operations
 from shared.errors import AlreadyEnded, InvalidOperation, InvalidRequest, NotFound, PayloadTooLarge
 from shared.services import ServiceRef
@@ -289,11 +289,11 @@ def _job_view(job: dict) -> dict:
             "PendingReason": AWAITING_START if status == NOT_STARTED else None, "VmId": None,
             "Attempts": job.get("Attempts") or 0, "AttemptOutcomes": attempts.outcomes(job.get("AttemptOutcomes")),
             "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or None, "MaxRetries": runs.max_retries(job),
-            "Cost": None,
+            "Cost": None, "EstimatedStartTime": None, "Estimate": None,
             "Progress": _final_progress(job) if status == runs.FINISHED else None}
 
 
-def _started_view(job: dict, run: dict, place: tuple[int, str] | None) -> dict:
+def _started_view(job: dict, run: dict, place: dict | None) -> dict:
     """A started job as its run row tells it (the run row is the arbiter while it exists);
     `place` is a waiting job's queue position and the reason it waits."""
     view = _job_view(job)
@@ -305,7 +305,7 @@ def _started_view(job: dict, run: dict, place: tuple[int, str] | None) -> dict:
     view["AttemptOutcomes"] = attempts.outcomes(run.get("AttemptOutcomes"))
     view["PendingReason"] = None
     if state == runs.WAITING:
-        view["QueuePosition"], view["PendingReason"] = place or (None, None)
+        view.update(place or {})
     elif state == runs.RUNNING:
         view["VmId"] = run.get("VmId") or None
         view["Progress"] = progress(run)
@@ -380,9 +380,10 @@ def _runs_of(service: ServiceRef, started: list[dict]) -> dict[str, dict]:
     return found
 
 
-def _waiting_places(service: ServiceRef, waiting: list[tuple[dict, dict]]) -> dict[str, tuple[int, str]]:
-    """(1-based queue position, pending reason) of waiting runs, by wait key: per pool, one
-    read of its wait keys up to the last one asked about and one of its live VMs, side by side."""
+def _waiting_places(service: ServiceRef, waiting: list[tuple[dict, dict]]) -> dict[str, dict]:
+    """Where waiting runs stand, by wait key: 1-based queue position, pending reason and
+    expected start. Per pool, side by side: one read of its wait keys up to the last one
+    asked about, one of its live VMs and one of its recent jobs' run times."""
     by_pool: dict[tuple[str, str], list[str]] = {}
     for job, run in waiting:
         by_pool.setdefault(_placement(service, job), []).append(run["WaitKey"])
@@ -394,15 +395,27 @@ def _waiting_places(service: ServiceRef, waiting: list[tuple[dict, dict]]) -> di
                                                                                  ["RowKey"]))
         classic = partition == layout.CLASSIC_PARTITION  # its reason needs no VMs
         reads.append(lambda p=partition, i=pool_id, c=classic: [] if c else dispatch.live_vms(p, i))
+        reads.append(lambda p=partition, i=pool_id, c=classic: None if c else runs.recent_run_seconds(p, i))
     answers = concurrently(*reads)
     now = clock.utcnow()
     places = {}
     for index, ((partition, _), keys) in enumerate(pools):
-        queue = [row["RowKey"] for row in answers[2 * index]]
-        reason = vms.pending_reason(answers[2 * index + 1], now, classic=partition == layout.CLASSIC_PARTITION)
-        for key in keys:
-            places[key] = (bisect.bisect_left(queue, key) + 1, reason)
+        queue, pool_vms, durations = answers[3 * index: 3 * index + 3]
+        queue = [row["RowKey"] for row in queue]
+        reason = vms.pending_reason(pool_vms, now, classic=partition == layout.CLASSIC_PARTITION)
+        positions = {key: bisect.bisect_left(queue, key) + 1 for key in keys}
+        estimate = None if durations is None else predict.estimate(now, pool_vms, max(positions.values()), durations)
+        for key, position in positions.items():
+            places[key] = {"QueuePosition": position, "PendingReason": reason, **estimate_view(estimate, position)}
     return places
+
+
+def estimate_view(estimate: predict.Estimate | None, position: int) -> dict:
+    """A waiting job's expected start (None for classic jobs, or with no basis to go by)."""
+    if estimate is None:
+        return {"EstimatedStartTime": None, "Estimate": None}
+    start = estimate.starts[position - 1] if len(estimate.starts) >= position else None
+    return {"EstimatedStartTime": clock.iso(start), "Estimate": estimate.basis()}
 
 
 def list_jobs(service: ServiceRef, params) -> dict:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import uuid
 
-from shared import billing, clock, dispatch, layout, services, usage, vms
+from shared import billing, clock, dispatch, layout, predict, runs, services, usage, vms
 from shared.accounts import Account, pool_service_url
 from shared.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from shared.settings import get_settings
-from shared.storage import POOLS, get_store, retry_on_conflict
+from shared.storage import POOLS, concurrently, get_store, retry_on_conflict
 from shared.validation import int_field, is_valid_id, only_fields, require_id
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,12 @@ def get_pool(account: Account, pool_id: str) -> dict:
     pool_vms = get_store().rows(POOLS, account.subscription_id, layout.vm_prefix(pool_id))
     pool = _owned_pool(account, pool_id)  # after the VMs: see pool_view
     now = clock.utcnow()
-    queue = dispatch.waiting_jobs(account.subscription_id, pool_id)
-    return {**pool_view(pool, pool_vms, len(queue), now, with_vms=True), "Queue": queue[:QUEUE_SHOWN]}
+    queue, durations = concurrently(lambda: dispatch.waiting_jobs(account.subscription_id, pool_id),
+                                    lambda: runs.recent_run_seconds(account.subscription_id, pool_id))
+    estimate = predict.estimate(now, billing.listed(pool, pool_vms), len(queue), durations)
+    return {**pool_view(pool, pool_vms, len(queue), now, with_vms=True), "Queue": queue[:QUEUE_SHOWN],
+            "QueueDrainsAt": clock.iso(estimate.starts[-1]) if queue and estimate.starts else None,
+            "Estimate": estimate.basis()}
 
 
 def resize_pool(account: Account, pool_id: str, body: dict):

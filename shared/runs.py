@@ -8,10 +8,11 @@ row; if an instance dies in between, the sweeper finishes the copy.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
-from shared import attempts, clock, costs, layout, usage, vms
+from shared import attempts, billing, clock, costs, layout, usage, vms
 from shared.storage import JOBS, POOLS, WriteConflict, get_store
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,21 @@ def job_hour_rows(run: dict, end) -> list[tuple]:
                         "VmId": run.get("VmId") or "", "Hour": hour, "Seconds": seconds,
                         "StartTime": run["StartTime"], "EndTime": end})
             for hour, seconds in costs.job_hours(run["StartTime"], end).items()]
+
+
+# What the expected start of waiting jobs goes by: the pool's jobs that ended lately.
+RECENT_HOURS = 6
+RECENT_JOBS = 50
+
+
+def recent_run_seconds(partition: str, pool_id: str) -> list[float]:
+    """Run times of the pool's most recent jobs (ended within RECENT_HOURS, at most RECENT_JOBS),
+    from its job-hour rows: one range read from RECENT_HOURS ago on."""
+    since = billing.hour_of(clock.utcnow() - dt.timedelta(hours=RECENT_HOURS))
+    rows = get_store().rows(POOLS, partition, layout.job_hour_prefix(pool_id),
+                            after=layout.job_hour_prefix(pool_id, since), select=["JobId", "StartTime", "EndTime"])
+    ended = {row["JobId"]: (row["EndTime"], (row["EndTime"] - row["StartTime"]).total_seconds()) for row in rows}
+    return [seconds for _, seconds in sorted(ended.values(), reverse=True)[:RECENT_JOBS]]
 
 
 def end_run(run: dict, status: str, details: str, results: dict | None = None) -> bool:

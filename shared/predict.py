@@ -1,0 +1,84 @@
+"""When will a waiting job start? Pure rules over the pool's VMs and its recent jobs.
+
+The pool's recent run times (jobs that ended on it lately) give a typical run time, their
+median, which a few very long or very short jobs do not move. Each VM is free from a moment:
+an idle VM now, a provisioning VM when it is ready, a busy VM when its job is expected to end
+(the median of what the recent jobs that ran longer than it has so far took in all, minus
+what it has run). The waiting jobs then take the VMs in their queue order, each as soon as
+one is free, each expected to last the typical run time. Draining VMs take no new job.
+
+With no recent job there is no run time to go by: the estimate says so instead of guessing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import statistics
+from dataclasses import dataclass
+
+from shared import vms
+
+# How many recent jobs are enough to go by.
+MIN_HISTORY = 1
+# A busy VM whose job already ran longer than every recent job is taken to end this soon.
+OVERDUE_FRACTION = 0.1
+
+RECENT_JOBS, NO_HISTORY, POOL_AT_ZERO = "RecentJobs", "NoHistory", "PoolAtZeroVms"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    basis_name: str
+    starts: list[dt.datetime]  # one per waiting job, in queue order (empty without a basis)
+    typical_seconds: float | None = None
+    history: int = 0
+
+    def basis(self) -> dict:
+        """What the estimate went by, as the API shows it."""
+        return {"Basis": self.basis_name, "RecentJobs": self.history,
+                "TypicalRunSeconds": None if self.typical_seconds is None else round(self.typical_seconds, 3)}
+
+
+def typical(durations: list[float]) -> float | None:
+    return statistics.median(durations) if len(durations) >= MIN_HISTORY else None
+
+
+def remaining(elapsed: float, durations: list[float], typical_seconds: float) -> float:
+    """Expected seconds left of a job that has run `elapsed` seconds."""
+    longer = [d for d in durations if d > elapsed]
+    if longer:
+        return statistics.median(longer) - elapsed
+    return OVERDUE_FRACTION * typical_seconds
+
+
+def free_at(vm: dict, now: dt.datetime, durations: list[float], typical_seconds: float) -> dt.datetime | None:
+    """When a VM can take a waiting job; None if it never will (draining or deleted)."""
+    state = vms.state_of(vm, now)
+    if state == vms.IDLE:
+        return now
+    if state == vms.PROVISIONING:
+        return vm["ProvisionedAt"]
+    if state == vms.BUSY:
+        since = vm.get("BusySince")
+        elapsed = (now - since).total_seconds() if since else 0.0
+        return now + dt.timedelta(seconds=remaining(max(elapsed, 0.0), durations, typical_seconds))
+    return None
+
+
+def estimate(now: dt.datetime, pool_vms: list[dict], waiting: int, durations: list[float]) -> Estimate:
+    """The expected start of each of `waiting` jobs in queue order."""
+    typical_seconds = typical(durations)
+    if typical_seconds is None:
+        return Estimate(NO_HISTORY, [], None, len(durations))
+    free = [t for t in (free_at(vm, now, durations, typical_seconds) for vm in pool_vms) if t is not None]
+    if not free:
+        return Estimate(POOL_AT_ZERO, [], typical_seconds, len(durations))
+    heapq.heapify(free)
+    starts = []
+    run = dt.timedelta(seconds=typical_seconds)
+    for _ in range(waiting):
+        start = max(heapq.heappop(free), now)
+        starts.append(start)
+        heapq.heappush(free, start + run)
+    return Estimate(RECENT_JOBS, starts, typical_seconds, len(durations))
+

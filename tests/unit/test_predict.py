@@ -1,0 +1,60 @@
+"""Expected starts of waiting jobs."""
+import datetime as dt
+
+from shared import predict, vms
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def vm(state: str, busy_for: float | None = None, ready_in: float | None = None) -> dict:
+    row = {"VmId": "vm", "State": state, "ProvisionedAt": NOW - dt.timedelta(hours=1), "JobId": ""}
+    if ready_in is not None:
+        row.update(State=vms.PROVISIONING, ProvisionedAt=NOW + dt.timedelta(seconds=ready_in))
+    if busy_for is not None:
+        row.update(JobId="j", BusySince=NOW - dt.timedelta(seconds=busy_for))
+    return row
+
+
+def seconds(moments):
+    return [(m - NOW).total_seconds() for m in moments]
+
+
+def test_without_history_there_is_no_guess():
+    estimate = predict.estimate(NOW, [vm(vms.IDLE)], 3, [])
+    assert estimate.basis_name == predict.NO_HISTORY and estimate.starts == []
+    assert estimate.basis() == {"Basis": "NoHistory", "RecentJobs": 0, "TypicalRunSeconds": None}
+
+
+def test_a_pool_with_no_vm_that_can_take_work_says_so():
+    estimate = predict.estimate(NOW, [vm(vms.DRAINING, busy_for=5)], 1, [10.0])
+    assert estimate.basis_name == predict.POOL_AT_ZERO and estimate.starts == []
+
+
+def test_waiting_jobs_take_vms_in_order_as_they_free_up():
+    history = [10.0] * 5
+    pool = [vm(vms.BUSY, busy_for=4), vm(vms.BUSY, busy_for=8)]
+    estimate = predict.estimate(NOW, pool, 4, history)
+    assert estimate.basis_name == predict.RECENT_JOBS and estimate.typical_seconds == 10
+    assert seconds(estimate.starts) == [2, 6, 12, 16]
+
+
+def test_idle_and_provisioning_vms_are_free_now_or_when_ready():
+    estimate = predict.estimate(NOW, [vm(vms.IDLE, ready_in=30), vm(vms.IDLE)], 3, [20.0])
+    assert seconds(estimate.starts) == [0, 20, 30]
+
+
+def test_the_median_is_not_moved_by_outliers():
+    history = [5.0, 5.0, 6.0, 5.0, 600.0]
+    assert predict.typical(history) == 5.0
+    estimate = predict.estimate(NOW, [vm(vms.IDLE)], 2, history)
+    assert seconds(estimate.starts) == [0, 5]
+
+
+def test_a_busy_vm_is_expected_free_by_what_longer_jobs_took():
+    history = [10.0, 20.0, 40.0]
+    # Running 15 s: jobs that ran longer took 20 and 40 s, median 30: 15 s left.
+    assert predict.remaining(15, history, 20) == 15
+    # Longer than every recent job: taken to end soon, not never.
+    assert predict.remaining(50, history, 20) == 2
+    free = predict.free_at(vm(vms.BUSY, busy_for=15), NOW, history, 20)
+    assert (free - NOW).total_seconds() == 15
