@@ -23,7 +23,7 @@ from shared.validation import int_field, is_valid_id
 CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 LOCATION_FIELDS = ("ConnectionString", "BaseLocation", "RelativeLocation", "SasBlobToken")
 REQUEST_FIELDS = ("Input", "Inputs", "Outputs", "GlobalParameters", "AzureBatchPoolId", "MaxQueuedSeconds",
-                  "MaxRetries")
+                  "MaxRetries", "NotificationUrl")
 MAX_GLOBAL_PARAMETERS = 100
 # An output the caller leaves to the service is written to the app's own storage account,
 # under a path of the job's own; such a location is stored with this marker, not a secret.
@@ -58,6 +58,7 @@ class JobRequest:
     # Job policies beside BES's fields (None: the service's default).
     max_queued_seconds: int | None = None
     max_retries: int | None = None
+    notification_url: str | None = None  # checked against the deployment's allow-list by the caller
 
 
 def canonical(fields: dict, names: tuple[str, ...], where: str) -> dict:
@@ -186,7 +187,8 @@ def parse_request(body: dict, input_names: list[str], output_names: list[str]) -
                              "AzureBatchPoolId")
     return JobRequest(source, parsed_outputs, {str(k): str(v) for k, v in parameters.items()}, pool_id,
                       int_field(body, "MaxQueuedSeconds", 1, MAX_QUEUED_SECONDS_CEILING, required=False),
-                      int_field(body, "MaxRetries", 0, MAX_RETRIES_CEILING, required=False))
+                      int_field(body, "MaxRetries", 0, MAX_RETRIES_CEILING, required=False),
+                      body.get("NotificationUrl"))
 
 
 def request_from_stored(stored: dict) -> JobRequest:

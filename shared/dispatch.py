@@ -15,7 +15,7 @@ import random
 import threading
 import time
 
-from shared import attempts, clock, layout, runs, vms
+from shared import attempts, clock, events, layout, runs, vms
 from shared.storage import POOLS, WriteConflict, get_queues, get_store
 
 log = logging.getLogger(__name__)
@@ -155,13 +155,17 @@ def start_at_once(run: dict, pool_vms: list[dict]) -> tuple[str, dt.datetime] | 
         get_store().transact(POOLS, [("create", running), ("replace", vm)])
     except WriteConflict:
         return None
-    _announce_start(run["PartitionKey"], run["JobId"], run["PoolId"], vm["VmId"])
+    _announce_start(run["PartitionKey"], run["JobId"], run["PoolId"], vm["VmId"], bool(run.get("NotificationUrl")))
     return vm["VmId"], now
 
 
-def _announce_start(partition: str, job_id: str, pool_id: str, vm_id: str) -> None:
+def _announce_start(partition: str, job_id: str, pool_id: str, vm_id: str, notify: bool) -> None:
     get_queues().send(RUN_QUEUE, {"Partition": partition, "JobId": job_id})
     log.info("job started job=%s pool=%s vm=%s", job_id, pool_id, vm_id)
+    if notify:
+            events.emit(job_id, events.STARTED, {"StatusCode": runs.RUNNING, "VmId": vm_id, "AzureBatchPoolId":
+                                             None if partition == layout.CLASSIC_PARTITION else pool_id},
+                    once=events.STARTED, unless=(events.ENDED,))
 
 
 def _cancel_if_pool_gone(partition: str, pool_id: str) -> None:
@@ -181,7 +185,7 @@ def _claim(partition: str, vm: dict, head: dict, now: dt.datetime) -> bool:
         store.transact(POOLS, [("replace", vm), ("delete", head), ("merge", run_changes)])
     except WriteConflict:
         return False
-    _announce_start(partition, head["JobId"], head.get("PoolId"), vm["VmId"])
+    _announce_start(partition, head["JobId"], head.get("PoolId"), vm["VmId"], bool(head.get("Notify")))
     return True
 
 

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from shared import attempts, bes, clock, dispatch, records, runs, services
+from shared import attempts, bes, clock, dispatch, events, records, runs, services
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import (POOLS, BlobFile, WriteConflict, account_of, blob_endpoint, ensure_container,
@@ -44,6 +44,7 @@ from shared.storage import (POOLS, BlobFile, WriteConflict, account_of, blob_end
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 5.0  # at most; less when RUN_STALE_SECONDS is short
+PROGRESS_EVENT_SECONDS = 5.0  # at most one Progress event this often
 CSV = "text/csv"
 MAX_HEADER_BYTES = 32 * 1024  # kept in the checkpoint; a table property holds at most 64 KiB
 
@@ -139,6 +140,7 @@ class _Lease:
         self.beat_every = min(HEARTBEAT_EVERY, stale_seconds / 3)
         self.lock = threading.Lock()
         self.lost = False
+        self.progress_told = (None, 0.0)  # rows in the last Progress event, and when it was sent
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{run['JobId']}", daemon=True)
 
@@ -180,6 +182,22 @@ class _Lease:
                 return
             except AzureError as error:
                 log.warning("heartbeat failed job=%s %s", self.run["JobId"], describe_storage_error(error))
+                continue
+            self._tell_progress()
+
+    def _tell_progress(self) -> None:
+        """A Progress event for a job with a NotificationUrl, when rows were scored since the
+        last one and at most every PROGRESS_EVENT_SECONDS."""
+        rows = self.run.get("ProgressRows") or self.run.get("RowsScored") or 0
+        told_rows, told_at = self.progress_told
+        if not self.run.get("NotificationUrl") or rows == told_rows or \
+                time.monotonic() - told_at < PROGRESS_EVENT_SECONDS:
+            return
+        self.progress_told = (rows, time.monotonic())
+        events.emit(self.run["JobId"], events.PROGRESS, {
+            "StatusCode": runs.RUNNING, "Progress": {
+                "RowsScored": rows, "InputBytesRead": self.run.get("ProgressOffset") or self.run.get("InputOffset") or 0,
+                "InputBytes": self.run.get("InputBytes") or None}}, unless=(events.ENDED,))
 
     def _time_out(self) -> None:
         with self.lock:

@@ -13,7 +13,7 @@ import json
 import logging
 import secrets as random_tokens
 
-from shared import attempts, bes, clock, dispatch, layout, predict, runs, services, usage, vms
+from shared import attempts, bes, clock, dispatch, events, layout, predict, runs, services, usage, vms
 from shared.pools import vm_operations
 from shared.errors import AlreadyEnded, InvalidOperation, InvalidRequest, NotFound, PayloadTooLarge
 from shared.services import ServiceRef
@@ -95,13 +95,20 @@ def submit_job(caller: ServiceRef, body: dict) -> str:
     if len(stored) > MAX_STORED_REQUEST_CHARS:
         raise PayloadTooLarge(f"the job definition is {len(stored)} characters; at most "
                               f"{MAX_STORED_REQUEST_CHARS} are kept", "JobTooLarge")
+    notification_url = events.check_url(request.notification_url, "NotificationUrl") or service.notification_url
     get_store().insert(JOBS, {"PartitionKey": job_partition(service), "RowKey": job_id, "Status": NOT_STARTED,
                               "Request": stored, "PoolId": request.pool_id or "", "CreatedAt": now,
                               "Details": "", "Results": "{}", "Attempts": 0, "Scorer": service.scorer,
                               "TimeoutSeconds": service.timeout_seconds,
                               "MaxQueuedSeconds": _chosen(request.max_queued_seconds, service.max_queued_seconds) or 0,
                               "MaxRetries": _chosen(request.max_retries, service.max_retries),
+                              "NotificationUrl": notification_url or "",
                               "BillingPlanId": service.billing_plan_id or ""})
+    if notification_url:
+        try:
+            events.open_stream(job_id, service.subscription_id, service.service_id, notification_url)
+        except Exception:
+            log.exception("events not started job=%s", job_id)
     log.info("job submitted job=%s service=%s pool=%s", job_id, service.service_id, request.pool_id or "classic")
     return job_id
 
@@ -146,6 +153,7 @@ def _new_run(service: ServiceRef, job: dict, partition: str, pool_id: str) -> di
             "WaitKey": layout.wait_key(pool_id, job["StartRequestedAt"], job_id),
             "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": queued_at,
             "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or 0, "MaxRetries": runs.max_retries(job),
+            "NotificationUrl": job.get("NotificationUrl") or "",
             "QueueDeadline": attempts.queue_deadline(queued_at, job.get("MaxQueuedSeconds")),
             "BillingPlanId": job.get("BillingPlanId") or "", "Attempts": 0, "VmKey": "", "RunnerId": "",
             # What the runner needs travels with the run, so running it reads no job row.
@@ -188,7 +196,7 @@ def start_job(service: ServiceRef, job_id: str) -> dict:
             return _running_view(job, *started)
     run = _new_run(service, job, partition, pool_id)
     wait = {"PartitionKey": partition, "RowKey": run["WaitKey"], "JobId": job_id, "PoolId": pool_id,
-            "Deadline": run["QueueDeadline"]}
+            "Deadline": run["QueueDeadline"], "Notify": bool(run["NotificationUrl"]) or None}
     try:
         store.transact(POOLS, [("create", run), ("create", wait)])
         log.info("job queued job=%s pool=%s", job_id, pool_id)
@@ -197,7 +205,12 @@ def start_job(service: ServiceRef, job_id: str) -> dict:
     started = dispatch.tick(partition, pool_id)
     if job_id in started:
         return _running_view(job, *started[job_id])
-    return get_job(service, job_id)
+    view = get_job(service, job_id)
+    if view["QueuePosition"] and job.get("NotificationUrl"):
+        events.emit(job_id, events.QUEUED, {"StatusCode": NOT_STARTED, "QueuePosition": view["QueuePosition"],
+                                            "PendingReason": view["PendingReason"]},
+                    once=events.QUEUED, unless=(events.STARTED, events.ENDED))
+    return view
 
 
 def _running_view(job: dict, vm_id: str, start_time) -> dict:
@@ -214,6 +227,9 @@ def cancel_job(service: ServiceRef, job_id: str) -> dict:
             job.update({"Status": runs.CANCELLED, "EndTime": clock.utcnow(),
                         "Details": "cancelled before it was started"})
             store.replace(JOBS, job)
+            if job.get("NotificationUrl"):
+                events.emit(job_id, runs.CANCELLED, {"StatusCode": runs.CANCELLED, "Details": job["Details"]},
+                            once=events.ENDED)
             return False
         partition, pool_id = _placement(service, job)
         run = runs.get_run(partition, job_id)
@@ -222,7 +238,8 @@ def cancel_job(service: ServiceRef, job_id: str) -> dict:
             # stays a while (the sweeper removes it) so the start cannot create the run after all.
             run = {"PartitionKey": partition, "RowKey": layout.run_key(job_id), "JobId": job_id,
                    "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.CANCELLED,
-                   "EndTime": clock.utcnow(), "Details": "cancelled by the caller", "Results": "{}"}
+                   "EndTime": clock.utcnow(), "Details": "cancelled by the caller", "Results": "{}",
+                   "NotificationUrl": job.get("NotificationUrl") or ""}
             store.insert(POOLS, run)
             runs.copy_to_job(run)
             return False
@@ -336,6 +353,12 @@ def _half_started_view(service: ServiceRef, job: dict) -> dict:
     if refreshed["Status"] != STARTED:
         return _job_view(refreshed)
     return {**_job_view(job), "StatusCode": NOT_STARTED, "PendingReason": START_INCOMPLETE}
+
+
+def job_events(service: ServiceRef, job_id: str) -> dict:
+    """The job's push events and their delivery (for the job's own service only)."""
+    _job(service, job_id)
+    return events.delivery_log(job_id)
 
 
 def get_job(service: ServiceRef, job_id: str) -> dict:

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 
-from shared import attempts, billing, clock, costs, layout, usage, vms
+from shared import attempts, billing, clock, costs, events, layout, usage, vms
 from shared.storage import JOBS, POOLS, WriteConflict, get_store
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,10 @@ def finalize(run: dict) -> None:
 
 
 def copy_to_job(run: dict) -> None:
-    """Write a terminal run's outcome to its job row."""
+    """Write a terminal run's outcome to its job row (and tell the job's receiver, once)."""
+    if run.get("NotificationUrl"):
+        events.emit(run["JobId"], run["State"], {"StatusCode": run["State"], "Details": run.get("Details") or None,
+                                                 "Attempts": run.get("Attempts") or 0}, once=events.ENDED)
     get_store().merge(JOBS, {"PartitionKey": run["JobPartition"], "RowKey": run["JobId"], "Status": run["State"],
                              "Details": run.get("Details") or "", "Results": run.get("Results") or "{}",
                              "StartTime": run.get("StartTime"), "EndTime": run.get("EndTime"),

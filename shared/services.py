@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared import attempts, clock, secrets
+from shared import attempts, clock, events, secrets
 from shared.api import ROUTE_PREFIX
 from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from shared.settings import get_settings
@@ -47,6 +47,7 @@ class Service:
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     max_queued_seconds: int | None = None  # no cap
     max_retries: int = attempts.DEFAULT_MAX_RETRIES
+    notification_url: str | None = None
 
     @property
     def ref(self) -> ServiceRef:
@@ -59,7 +60,7 @@ def _service(entity) -> Service:
                    tuple(json.loads(entity.get("InputNames") or "null") or DEFAULT_INPUTS),
                    tuple(json.loads(entity.get("OutputNames") or "null") or DEFAULT_OUTPUTS),
                    entity.get("TimeoutSeconds") or DEFAULT_TIMEOUT_SECONDS, entity.get("MaxQueuedSeconds") or None,
-                   _stored_retries(entity))
+                   _stored_retries(entity), entity.get("NotificationUrl") or None)
 
 
 def _stored_retries(entity) -> int:
@@ -91,6 +92,7 @@ def _view(entity, base_url: str) -> dict:
             "Scorer": entity["Scorer"], "InputNames": list(service.input_names),
             "OutputNames": list(service.output_names), "TimeoutSeconds": service.timeout_seconds,
             "MaxQueuedSeconds": service.max_queued_seconds, "MaxRetries": service.max_retries,
+            "NotificationUrl": service.notification_url,
             "BatchRequestsUrl": f"{jobs_url(base_url, service.subscription_id, service.service_id, service.kind)}"
                                 "?api-version=2.0",
             "SwaggerUrl": f"{url}/swagger.json", "CreatedAt": clock.iso(entity["CreatedAt"])}
@@ -102,6 +104,22 @@ def show_service(subscription_id: str, service_id: str, base_url: str) -> dict:
     if entity is None:
         raise NotFound(f"no web service {service_id} in subscription {subscription_id}", "ServiceNotFound")
     return _view(entity, base_url)
+
+
+def regenerate_webhook_secret(subscription_id: str, service_id: str) -> dict:
+    """A new secret for the service's push events; events sent from now on are signed with it."""
+    store = get_store()
+
+    def attempt():
+        entity = store.get(SERVICES, subscription_id, service_id)
+        if entity is None:
+            raise NotFound(f"no web service {service_id} in subscription {subscription_id}", "ServiceNotFound")
+        entity["WebhookSecret"] = secrets.new_key()
+        store.replace(SERVICES, entity)
+        log.info("webhook secret regenerated subscription=%s service=%s", subscription_id, service_id)
+        return {"SubscriptionId": subscription_id, "ServiceId": service_id, "WebhookSecret": entity["WebhookSecret"]}
+
+    return retry_on_conflict(attempt)
 
 
 def scorer_allowed(module_name: str, packages: tuple[str, ...]) -> bool:
@@ -144,7 +162,7 @@ def put_service(subscription_id: str, service_id: str, body: dict, base_url: str
     require_id(subscription_id, "subscriptionId")
     require_id(service_id, "serviceId")
     only_fields(body, ("Name", "Kind", "BillingPlanId", "Scorer", "InputNames", "OutputNames", "TimeoutSeconds",
-                       "MaxQueuedSeconds", "MaxRetries"))
+                       "MaxQueuedSeconds", "MaxRetries", "NotificationUrl"))
     name = str_field(body, "Name", 128)
     kind = str_field(body, "Kind", choices=(NEW, CLASSIC))
     plan = str_field(body, "BillingPlanId", 64, required=kind == NEW)
@@ -162,19 +180,22 @@ def put_service(subscription_id: str, service_id: str, body: dict, base_url: str
              "MaxQueuedSeconds": int_field(body, "MaxQueuedSeconds", 1, attempts.MAX_QUEUED_SECONDS_CEILING,
                                            required=False, default=0),
              "MaxRetries": int_field(body, "MaxRetries", 0, attempts.MAX_RETRIES_CEILING, required=False,
-                                     default=attempts.DEFAULT_MAX_RETRIES)}
+                                     default=attempts.DEFAULT_MAX_RETRIES),
+             "NotificationUrl": events.check_url(body.get("NotificationUrl"), "NotificationUrl") or ""}
     store = get_store()
 
     def attempt():
         entity = store.get(SERVICES, subscription_id, service_id)
         if entity is None:
             api_key = secrets.new_key()
+            # Kept as it is, not hashed: it signs the service's push events.
+            webhook_secret = secrets.new_key()
             entity = {"PartitionKey": subscription_id, "RowKey": service_id, "Name": name, "Kind": kind,
                       "BillingPlanId": plan or "", "Scorer": scorer, "CreatedAt": clock.utcnow(),
-                      "ApiKeyHash": secrets.hash_key(api_key), **shape}
+                      "ApiKeyHash": secrets.hash_key(api_key), "WebhookSecret": webhook_secret, **shape}
             store.insert(SERVICES, entity)
             log.info("service registered subscription=%s service=%s kind=%s", subscription_id, service_id, kind)
-            return 201, {**_view(entity, base_url), "ApiKey": api_key}
+            return 201, {**_view(entity, base_url), "ApiKey": api_key, "WebhookSecret": webhook_secret}
         if entity["Kind"] != kind:
             raise Conflict(f"service {service_id} is {entity['Kind']}; a service's Kind cannot change "
                            "(register a new service instead)", "KindImmutable")

@@ -45,6 +45,10 @@ class Settings:
     scorer_packages: tuple[str, ...]
     output_container: str
     output_retention_minutes: int
+    notification_host_allowlist: tuple[str, ...] = ()
+    webhook_backoff_seconds: int = 5
+    webhook_max_attempts: int = 10
+    webhook_timeout_seconds: int = 10
 
     def host_account(self):
         """The host's storage account (a `StorageAccount`): the app's queues, and outputs the
@@ -128,4 +132,9 @@ def get_settings() -> Settings:
         scorer_packages=_packages(os.environ.get("SCORER_PACKAGES", "samples")),
         output_container=_container(os.environ.get("OUTPUT_CONTAINER") or "batchpool-outputs"),
         output_retention_minutes=_int_setting("OUTPUT_RETENTION_MINUTES", 7 * 24 * 60, 1, 366 * 24 * 60),
+        notification_host_allowlist=tuple(p.strip() for p in os.environ.get(
+            "NOTIFICATION_HOST_ALLOWLIST", "").split(",") if p.strip()),
+        webhook_backoff_seconds=_int_setting("WEBHOOK_BACKOFF_SECONDS", 5, 1, 3600),
+        webhook_max_attempts=_int_setting("WEBHOOK_MAX_ATTEMPTS", 10, 1, 50),
+        webhook_timeout_seconds=_int_setting("WEBHOOK_TIMEOUT_SECONDS", 10, 1, 60),
     )

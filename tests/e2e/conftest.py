@@ -15,7 +15,8 @@ IMPORT_PROBE_LOG = Path(tempfile.gettempdir()) / f"batchpool-import-probe-{os.ge
 APP_ENV = {"SCORER_PACKAGES": "samples,tests.fixtures", "IMPORT_PROBE_LOG": str(IMPORT_PROBE_LOG),
            "VM_PROVISIONING_SECONDS": str(VM_PROVISIONING_SECONDS), "BATCHPOOL_TABLE_PREFIX": "e2e",
            "CLASSIC_MAX_CONCURRENT_JOBS": "2", "RUN_STALE_SECONDS": "4", "SCORING_CHUNK_ROWS": str(CHUNK_ROWS),
-           "DEVHOST_QUEUE_LEASE_SECONDS": "10", "BILLING_SCHEDULE": "*/2 * * * * *", "OUTPUT_RETENTION_MINUTES": "1"}
+           "DEVHOST_QUEUE_LEASE_SECONDS": "10", "BILLING_SCHEDULE": "*/2 * * * * *", "OUTPUT_RETENTION_MINUTES": "1",
+           "NOTIFICATION_HOST_ALLOWLIST": "127.0.0.1", "WEBHOOK_BACKOFF_SECONDS": "1", "WEBHOOK_MAX_ATTEMPTS": "4"}
 
 
 @pytest.fixture(scope="session")

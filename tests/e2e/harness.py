@@ -146,7 +146,7 @@ class Api:
             response = self.session.request(method, self.base + path, data=raw, headers=sent, timeout=60)
         else:
             response = self.session.request(method, self.base + path, json=body, headers=sent, timeout=60)
-        for field in ("PrimaryKey", "SecondaryKey", "ApiKey", "Key"):
+        for field in ("PrimaryKey", "SecondaryKey", "ApiKey", "Key", "WebhookSecret"):
             if response.status_code in (200, 201) and response.headers.get("Content-Type", "").startswith(
                     "application/json") and isinstance(data := _json_or_none(response), dict) and data.get(field):
                 remember_secret(data[field], response)

@@ -1,0 +1,254 @@
+"""Push events: each state change of a job that has a NotificationUrl, POSTed to it signed.
+
+A job's events live in its own partition of the Events table: a `stream` row (the URL, the
+next sequence number, which one-time events were written, the delivery lease) and one
+`e|<sequence>` row per event with its delivery state. Writing an event and moving the
+sequence on is one conditional transaction, so numbers are never reused or skipped.
+
+Delivery goes through the `job-events` queue: a deliverer takes the job's lease and sends
+the pending events one at a time in sequence order; a failed attempt is retried after a
+back-off (WEBHOOK_BACKOFF_SECONDS, doubling, at most an hour) before any later event of the
+job is sent, so a receiver sees each job's events in order. After WEBHOOK_MAX_ATTEMPTS an
+event is dead-lettered (its row says so, and a copy goes to `job-events-deadletter`) and the
+next one is sent. Every delivery is at least once: a receiver may see an event again, and
+tells by its `EventId`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+
+import requests
+
+from shared import clock, signing
+from shared.errors import InvalidRequest
+from shared.settings import get_settings
+from shared.storage import SERVICES, WriteConflict, get_queues, get_store
+
+log = logging.getLogger(__name__)
+
+EVENTS = "Events"
+EVENTS_QUEUE = "job-events"
+DEAD_LETTER_QUEUE = "job-events-deadletter"
+STREAM = "stream"
+PENDING, DELIVERED, DEAD_LETTERED = "Pending", "Delivered", "DeadLettered"
+LEASE_SECONDS = 90
+BUSY_RETRY_SECONDS = 2
+MOST_BACKOFF_SECONDS = 3600
+MAX_URL_LENGTH = 2048
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+# The kinds of event, in the order a job can go through them.
+SUBMITTED, QUEUED, STARTED, PROGRESS = "Submitted", "Queued", "Started", "Progress"
+ENDED = "Ended"  # the one-time name of whichever of Finished, Failed or Cancelled came
+
+
+def event_key(sequence: int) -> str:
+    return f"e|{sequence:06d}"
+
+
+def check_url(url, field: str) -> str | None:
+    """A notification URL this deployment may call: https (http only on loopback), no user
+    name, and a host on NOTIFICATION_HOST_ALLOWLIST. None stays None."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    from shared.bes import host_allowed
+    if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_LENGTH:
+        raise InvalidRequest(f"{field} must be an https URL of at most {MAX_URL_LENGTH} characters", "InvalidValue",
+                             field)
+    parts = urlsplit(url.strip())
+    loopback = (parts.hostname or "") in _LOOPBACK
+    if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not loopback) or not parts.hostname \
+            or parts.username or parts.password or parts.fragment:
+        raise InvalidRequest(f"{field} must be an https URL (http only on a loopback address), without a user "
+                             "name or fragment", "InvalidValue", field)
+    if not host_allowed(url.strip(), list(get_settings().notification_host_allowlist)):
+        raise InvalidRequest(f"{field} names a host this deployment does not call: allowed are "
+                             "NOTIFICATION_HOST_ALLOWLIST", "NotificationHostNotAllowed", field)
+    return url.strip()
+
+
+def _body(stream: dict, sequence: int, kind: str, fields: dict, now: dt.datetime) -> str:
+    return json.dumps({"EventId": f"{stream['PartitionKey']}-{sequence}", "JobId": stream["PartitionKey"],
+                       "ServiceId": stream["ServiceId"], "Sequence": sequence, "Type": kind,
+                       "Time": clock.iso(now), **fields})
+
+
+def _event_row(stream: dict, sequence: int, kind: str, fields: dict, now: dt.datetime) -> dict:
+    return {"PartitionKey": stream["PartitionKey"], "RowKey": event_key(sequence), "Sequence": sequence,
+            "Type": kind, "Body": _body(stream, sequence, kind, fields, now), "State": PENDING, "Attempts": 0,
+            "CreatedAt": now}
+
+
+def open_stream(job_id: str, subscription_id: str, service_id: str, url: str) -> None:
+    """Start a job's events with `Submitted` (its first, sequence 1)."""
+    now = clock.utcnow()
+    stream = {"PartitionKey": job_id, "RowKey": STREAM, "Url": url, "SubscriptionId": subscription_id,
+              "ServiceId": service_id, "Next": 2, "Once": json.dumps([SUBMITTED])}
+    get_store().transact(EVENTS, [("create", stream),
+                                  ("create", _event_row(stream, 1, SUBMITTED, {"StatusCode": "NotStarted"}, now))])
+    _wake(job_id)
+
+
+def emit(job_id: str, kind: str, fields: dict, once: str | None = None, unless: tuple[str, ...] = ()) -> None:
+    """Write the job's next event, if the job has a NotificationUrl. `once`: written at most
+    once per job under this name; `unless`: not after any of these. Never raises: an event
+    that cannot be written is logged, and the change it reports stands."""
+    try:
+        for _ in range(10):
+            stream = get_store().get(EVENTS, job_id, STREAM)
+            if stream is None:
+                return
+            written = json.loads(stream.get("Once") or "[]")
+            if (once and once in written) or any(name in written for name in unless):
+                return
+            sequence = stream["Next"]
+            stream.update({"Next": sequence + 1, "Once": json.dumps(written + [once] if once else written)})
+            try:
+                get_store().transact(EVENTS, [("replace", stream),
+                                              ("create", _event_row(stream, sequence, kind, fields,
+                                                                    clock.utcnow()))])
+            except WriteConflict:
+                continue
+            _wake(job_id)
+            return
+        log.warning("event not written job=%s type=%s (the stream kept changing)", job_id, kind)
+    except Exception:
+        log.exception("event not written job=%s type=%s", job_id, kind)
+
+
+def _wake(job_id: str, delay_seconds: int = 0) -> None:
+    get_queues().send(EVENTS_QUEUE, {"JobId": job_id}, delay_seconds=delay_seconds)
+
+
+def backoff_seconds(attempts: int, first: int) -> int:
+    return min(MOST_BACKOFF_SECONDS, first * 2 ** max(attempts - 1, 0))
+
+
+def _take_lease(job_id: str, holder: str) -> dict | None:
+    """The job's stream, leased to `holder`; None if another deliverer holds it (then the job
+    is looked at again shortly) or the job has no events."""
+    store = get_store()
+    stream = store.get(EVENTS, job_id, STREAM)
+    if stream is None:
+        return None
+    now = clock.utcnow()
+    if stream.get("LeaseUntil") and stream["LeaseUntil"] > now:
+        _wake(job_id, BUSY_RETRY_SECONDS)
+        return None
+    stream.update({"LeaseUntil": now + dt.timedelta(seconds=LEASE_SECONDS), "LeaseHolder": holder})
+    try:
+        store.replace(EVENTS, stream)
+    except WriteConflict:
+        _wake(job_id, BUSY_RETRY_SECONDS)
+        return None
+    return stream
+
+
+def _hold(job_id: str, holder: str, seconds: int) -> None:
+    """Renew (or with 0 seconds, end) this holder's lease. Events written meanwhile change the
+    stream row, so the lease fields are merged into it, once the holder is checked."""
+    stream = get_store().get(EVENTS, job_id, STREAM)
+    if stream is not None and stream.get("LeaseHolder") == holder:
+        get_store().merge(EVENTS, {"PartitionKey": job_id, "RowKey": STREAM,
+                                   "LeaseUntil": clock.utcnow() + dt.timedelta(seconds=seconds),
+                                   "LeaseHolder": holder if seconds else ""})
+
+
+def _secret(stream: dict) -> str | None:
+    service = get_store().get(SERVICES, stream["SubscriptionId"], stream["ServiceId"])
+    return (service or {}).get("WebhookSecret") or None
+
+
+def _post(url: str, secret: str, body: str, kind: str, attempt: int) -> tuple[bool, str]:
+    data = body.encode()
+    headers = {"Content-Type": "application/json", signing.HEADER: signing.signature(secret, int(time.time()), data),
+               "X-BatchPool-Event": kind, "X-BatchPool-Attempt": str(attempt), "User-Agent": "batchpool-events"}
+    try:
+        answer = requests.post(url, data=data, headers=headers, timeout=get_settings().webhook_timeout_seconds,
+                               allow_redirects=False)
+    except requests.RequestException as error:
+        return False, f"no answer ({type(error).__name__})"
+    return 200 <= answer.status_code < 300, f"HTTP {answer.status_code}"
+
+
+def deliver(job_id: str) -> dict:
+    """Send the job's pending events in order, until one fails (it is retried after a
+    back-off) or none is left. Returns counts, for the log."""
+    settings = get_settings()
+    store = get_store()
+    counts = {"delivered": 0, "failed": 0, "dead_lettered": 0}
+    holder = uuid.uuid4().hex
+    stream = _take_lease(job_id, holder)
+    if stream is None:
+        return counts
+    try:
+        while True:
+            _hold(job_id, holder, LEASE_SECONDS)
+            pending = store.rows(EVENTS, job_id, "e|", condition="State eq @pending",
+                                 parameters={"pending": PENDING}, limit=1)
+            if not pending:
+                break
+            event, now = pending[0], clock.utcnow()
+            if event.get("NextAttemptAt") and event["NextAttemptAt"] > now:
+                _wake(job_id, max(1, int((event["NextAttemptAt"] - now).total_seconds()) + 1))
+                break
+            event["Attempts"] = (event.get("Attempts") or 0) + 1
+            refused = _refusal(stream)
+            secret = None if refused else _secret(stream)
+            if not refused and secret is None:
+                refused = "the web service has no webhook secret: regenerate it to sign its events"
+            ok, outcome = (False, refused) if refused else _post(stream["Url"], secret, event["Body"], event["Type"],
+                                                                 event["Attempts"])
+            event.update({"LastOutcome": outcome, "LastAttemptAt": now})
+            if ok:
+                event.update({"State": DELIVERED, "DeliveredAt": clock.utcnow()})
+                counts["delivered"] += 1
+            elif refused or event["Attempts"] >= settings.webhook_max_attempts:
+                event["State"] = DEAD_LETTERED
+                get_queues().send(DEAD_LETTER_QUEUE, {"JobId": job_id, "Sequence": event["Sequence"],
+                                                      "Outcome": outcome})
+                counts["dead_lettered"] += 1
+                log.warning("event dead-lettered job=%s sequence=%s attempts=%s outcome=%s", job_id,
+                            event["Sequence"], event["Attempts"], outcome)
+            else:
+                delay = backoff_seconds(event["Attempts"], settings.webhook_backoff_seconds)
+                event["NextAttemptAt"] = now + dt.timedelta(seconds=delay)
+                store.replace(EVENTS, event)
+                counts["failed"] += 1
+                _wake(job_id, delay)
+                break
+            store.replace(EVENTS, event)
+    finally:
+        _hold(job_id, holder, 0)
+    return counts
+
+
+def _refusal(stream: dict) -> str | None:
+    """Why this deployment no longer calls the stream's URL (the allow-list changed), if so."""
+    try:
+        check_url(stream["Url"], "NotificationUrl")
+    except InvalidRequest as error:
+        return error.message
+    return None
+
+
+def delivery_log(job_id: str) -> dict:
+    """A job's events with how their delivery went (what was sent, never the secret)."""
+    store = get_store()
+    stream = store.get(EVENTS, job_id, STREAM)
+    if stream is None:
+        return {"JobId": job_id, "NotificationUrl": None, "Events": []}
+    rows = store.rows(EVENTS, job_id, "e|")
+    return {"JobId": job_id, "NotificationUrl": stream["Url"],
+            "Events": [{"Sequence": row["Sequence"], "Type": row["Type"], "State": row["State"],
+                        "Attempts": row.get("Attempts") or 0, "LastOutcome": row.get("LastOutcome"),
+                        "CreatedAt": clock.iso(row["CreatedAt"]), "LastAttemptAt": clock.iso(row.get("LastAttemptAt")),
+                        "DeliveredAt": clock.iso(row.get("DeliveredAt")),
+                        "NextAttemptAt": clock.iso(row.get("NextAttemptAt")) if row["State"] == PENDING else None,
+                        "Event": json.loads(row["Body"])} for row in rows]}
