@@ -57,7 +57,9 @@ def job_hour_rows(run: dict, end) -> list[tuple]:
                         "PoolId": run["PoolId"], "JobId": run["JobId"], "ServiceId": run.get("ServiceId") or "",
                         "VmId": run.get("VmId") or "", "Hour": hour, "Seconds": seconds,
                         "StartTime": run["StartTime"], "EndTime": end})
-            for hour, seconds in costs.job_hours(run["StartTime"], end).items()]
+            # A job of less than a second still has a row (of 0 seconds), so it is listed.
+            for hour, seconds in (costs.job_hours(run["StartTime"], end)
+                                  or {billing.hour_of(run["StartTime"]): 0}).items()]
 
 
 # What the expected start of waiting jobs goes by: the pool's jobs that ended lately.

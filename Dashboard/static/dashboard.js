@@ -175,6 +175,15 @@
     return chart;
   }
 
+  function drains(pool, now) {
+    if (!pool.QueuedJobs) return "no queue";
+    if (pool.QueueDrainsAt) {
+      const seconds = Math.max(0, Math.round((Date.parse(pool.QueueDrainsAt) - now) / 1000));
+      return `in about ${seconds} s (typical run ${pool.Estimate.TypicalRunSeconds} s, ${pool.Estimate.RecentJobs} recent jobs)`;
+    }
+    return pool.Estimate && pool.Estimate.Basis === "NoHistory" ? "no estimate yet: no recent jobs on this pool" : "no estimate";
+  }
+
   function remember(pool, now) {
     const history = seen[pool.PoolId] = seen[pool.PoolId] || {};
     (pool.Vms || []).forEach((vm) => {
@@ -220,6 +229,7 @@
     fact("Billing plan", pool.BillingPlanId);
     fact("Compute hours so far", pool.ComputeHours.toFixed(3));
     fact("Auto scale-down", pool.AutoScaleDownAfterMinutes ? `after ${pool.AutoScaleDownAfterMinutes} min idle` : "off");
+    fact("Queue drains", drains(pool, now), "data-drains");
     card.appendChild(facts);
     const running = (pool.Vms || []).filter((vm) => vm.JobId);
     const jobs = element("ul", { class: "jobs" });
@@ -246,6 +256,16 @@
     drawHourly($("chart-pools"), usage.Pools.map((p) => ({ name: p.PoolId, hourly: p.Hourly, total: p.VmSeconds })));
     drawHourly($("chart-plans"), usage.BillingPlans.map((p) => ({ name: p.BillingPlanId || "(none)", hourly: p.Hourly,
                                                                  total: p.PoolVmSeconds })));
+    $("services").tBodies[0].replaceChildren(...usage.Services.map((s) => {
+      const tr = row([s.ServiceId, s.Jobs, s.ComputeSeconds, s.AllocatedIdleSeconds, s.ComputeHours.toFixed(4)]);
+      tr.setAttribute("data-service", s.ServiceId);
+      return tr;
+    }));
+    $("jobs-cost").tBodies[0].replaceChildren(...usage.Jobs.slice(0, 10).map((j) => {
+      const tr = row([j.JobId, j.ServiceId, j.PoolId, j.ComputeSeconds, j.AllocatedIdleSeconds, j.ComputeHours.toFixed(4)]);
+      tr.setAttribute("data-job-cost", j.JobId);
+      return tr;
+    }));
   }
 
   function row(cells) {

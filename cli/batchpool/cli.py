@@ -144,12 +144,24 @@ def services_create(ctx: Context) -> int:
     args = ctx.args
     subscription = ctx.settings.need("subscription", "the subscription id")
     created = ctx.operator().create_service(subscription, args.service_id, args.name or args.service_id, args.scorer,
-                                            args.kind, args.billing_plan, args.timeout)
-    secrets = {"ApiKey": created["ApiKey"]} if "ApiKey" in created else {}
+                                            args.kind, args.billing_plan, args.timeout,
+                                            notification_url=args.notification_url, max_retries=args.max_retries,
+                                            max_queued_seconds=args.max_queued_seconds)
+    secrets = {name: created[name] for name in ("ApiKey", "WebhookSecret") if created.get(name)}
     where = ctx.keep({"subscription": subscription, "service": created["ServiceId"],
                       "batch_requests_url": jobs_endpoint(created["BatchRequestsUrl"]),
-                      **({"api_key": secrets["ApiKey"]} if secrets else {})})
+                      **({"api_key": secrets["ApiKey"]} if "ApiKey" in secrets else {}),
+                      **({"webhook_secret": secrets["WebhookSecret"]} if "WebhookSecret" in secrets else {})})
     ctx.emit(_hidden(created, secrets, where), lambda r: render.fields(r, list(r)))
+    return OK
+
+
+def services_regenerate_webhook_secret(ctx: Context) -> int:
+    subscription = ctx.settings.need("subscription", "the subscription id")
+    service_id = ctx.args.service_id or ctx.settings.need("service", "the web service id")
+    answer = ctx.operator().regenerate_webhook_secret(subscription, service_id)
+    where = ctx.keep({"webhook_secret": answer["WebhookSecret"]})
+    ctx.emit(_hidden(answer, {"WebhookSecret": answer["WebhookSecret"]}, where), lambda r: render.fields(r, list(r)))
     return OK
 
 
@@ -260,8 +272,8 @@ def usage(ctx: Context) -> int:
 
 JOB_COLUMNS = [("JOB", "JobId"), ("STATUS", "StatusCode"), ("POOL", "AzureBatchPoolId"), ("QUEUE", "QueuePosition"),
                ("REASON", "PendingReason"), ("VM", "VmId"), ("CREATED", "CreatedAt"), ("ENDED", "EndTime")]
-JOB_FIELDS = ["JobId", "StatusCode", "AzureBatchPoolId", "QueuePosition", "PendingReason", "VmId", "Attempts",
-              "CreatedAt", "StartTime", "EndTime", "Details"]
+JOB_FIELDS = ["JobId", "StatusCode", "AzureBatchPoolId", "QueuePosition", "PendingReason", "EstimatedStartTime",
+              "VmId", "Attempts", "MaxRetries", "MaxQueuedSeconds", "CreatedAt", "StartTime", "EndTime", "Details"]
 
 
 def _shown(job: dict) -> dict:
@@ -278,6 +290,7 @@ def _job_text(job: dict) -> str:
     if progress:
         lines.append(f"Progress          {progress['RowsScored']:,} rows scored, {progress['InputBytesRead']:,} of "
                      f"{progress['InputBytes'] if progress['InputBytes'] is not None else '?'} input bytes")
+    lines += render.job_details(job)
     for name, result in (job.get("Results") or {}).items():
         lines.append(f"Output {name}: {result['BaseLocation']}{result['RelativeLocation']} "
                      "(`batchpool jobs download` saves it)")
@@ -352,6 +365,10 @@ def jobs_submit(ctx: Context) -> int:
         request["Outputs"] = outputs
     if args.pool:
         request["AzureBatchPoolId"] = args.pool
+    for field, value in (("NotificationUrl", args.notification_url), ("MaxRetries", args.max_retries),
+                         ("MaxQueuedSeconds", args.max_queued_seconds)):
+        if value is not None:
+            request[field] = value
     job_id = client.submit(request)
     started = client.start(job_id)
     if args.no_wait:
@@ -406,6 +423,18 @@ def jobs_show(ctx: Context) -> int:
         ctx.emit(_shown(job), _job_text)
         return OK if job["StatusCode"] == "Finished" else JOB_DID_NOT_FINISH
     ctx.emit(_shown(client.get(ctx.args.job_id)), _job_text)
+    return OK
+
+
+def jobs_events(ctx: Context) -> int:
+    log = ctx.jobs().events(ctx.args.job_id)
+    if ctx.json:
+        print(render.as_json(log))
+        return OK
+    print(f"Push events of job {log['JobId']} to {log['NotificationUrl'] or '(no NotificationUrl)'}")
+    rows = [{**event, "Time": event["Event"].get("Time")} for event in log["Events"]]
+    print(render.table(rows, [("SEQ", "Sequence"), ("TYPE", "Type"), ("STATE", "State"), ("ATTEMPTS", "Attempts"),
+                              ("LAST OUTCOME", "LastOutcome"), ("AT", "Time"), ("NEXT ATTEMPT", "NextAttemptAt")]))
     return OK
 
 
@@ -473,6 +502,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--billing-plan")
     sub.add_argument("--scorer", required=True, help="module:function, e.g. samples.census:score")
     sub.add_argument("--timeout", type=int, help="TimeoutSeconds of its jobs")
+    sub.add_argument("--notification-url", help="default receiver of its jobs' signed push events")
+    sub.add_argument("--max-retries", type=int, help="default retries after interruptions (0-20)")
+    sub.add_argument("--max-queued-seconds", type=int, help="default cap on a job's wait for a VM")
+    sub = command(services, "regenerate-webhook-secret", services_regenerate_webhook_secret,
+                  "replace the secret that signs push events (saved to the profile)", subscription=True)
+    sub.add_argument("service_id", nargs="?")
     sub = command(services, "show", services_show, "show a web service", subscription=True)
     sub.add_argument("service_id", nargs="?")
 
@@ -517,6 +552,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="write an output there (default: the service keeps it and returns a token)")
     sub.add_argument("--download-dir", default=".", help="where outputs are saved (default: here)")
     sub.add_argument("--no-wait", action="store_true", help="print the job id once started and return")
+    sub.add_argument("--notification-url", help="POST the job's signed state changes here")
+    sub.add_argument("--max-retries", type=int, help="retries after interruptions that are not the job's fault")
+    sub.add_argument("--max-queued-seconds", type=int, help="cancel the job if it waits longer than this")
     sub.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     sub = command(jobs, "list", jobs_list, "the service's jobs, newest first", subscription=True, service=True)
     sub.add_argument("--top", type=int)
@@ -525,6 +563,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("job_id")
     sub.add_argument("--wait", action="store_true", help="follow the job until it ends")
     sub.add_argument("--interval", type=float, default=1.0)
+    sub = command(jobs, "events", jobs_events, "a job's push events and how their delivery went",
+                  subscription=True, service=True)
+    sub.add_argument("job_id")
     sub = command(jobs, "cancel", jobs_cancel, "cancel a job", subscription=True, service=True)
     sub.add_argument("job_id")
     sub = command(jobs, "download", jobs_download, "save a finished job's outputs through their tokens",

@@ -136,16 +136,22 @@ class OperatorClient:
 
     def create_service(self, subscription_id: str, service_id: str, name: str, scorer: str, kind: str = "New",
                        billing_plan_id: str | None = None, timeout_seconds: int | None = None,
-                       output_names: list[str] | None = None) -> JSON:
+                       output_names: list[str] | None = None, notification_url: str | None = None,
+                       max_retries: int | None = None, max_queued_seconds: int | None = None) -> JSON:
+        """Register a web service (201, with its ApiKey and WebhookSecret, shown this once)."""
         body: JSON = {"Name": name, "Kind": kind, "Scorer": scorer}
         for field, value in (("BillingPlanId", billing_plan_id), ("TimeoutSeconds", timeout_seconds),
-                             ("OutputNames", output_names)):
+                             ("OutputNames", output_names), ("NotificationUrl", notification_url),
+                             ("MaxRetries", max_retries), ("MaxQueuedSeconds", max_queued_seconds)):
             if value is not None:
                 body[field] = value
         return self._http.call("PUT", self._service_url(subscription_id, service_id), body)
 
     def get_service(self, subscription_id: str, service_id: str) -> JSON:
         return self._http.call("GET", self._service_url(subscription_id, service_id))
+
+    def regenerate_webhook_secret(self, subscription_id: str, service_id: str) -> JSON:
+        return self._http.call("POST", f"{self._service_url(subscription_id, service_id)}/webhooksecret/regenerate")
 
     def plans_usage(self, start: str | None = None, end: str | None = None) -> JSON:
         return self._http.call("GET", f"{self.api}/billingplans", params=_range(start, end))
@@ -225,6 +231,10 @@ class JobsClient:
 
     def cancel(self, job_id: str) -> JSON:
         return self._http.call("DELETE", f"{self.url}/{_segment(job_id)}", params=API_VERSION)
+
+    def events(self, job_id: str) -> JSON:
+        """The job's push events and how their delivery went."""
+        return self._http.call("GET", f"{self.url}/{_segment(job_id)}/events", params=API_VERSION)
 
     def follow(self, job_id: str, interval: float = 1.0) -> Iterator[JSON]:
         """Each status of the job, polled every `interval` seconds, until it has ended."""

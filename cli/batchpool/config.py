@@ -28,6 +28,7 @@ SETTINGS = {
     "service": ("BATCHPOOL_SERVICE", False),
     "batch_requests_url": ("BATCHPOOL_BATCH_REQUESTS_URL", False),
     "api_key": ("BATCHPOOL_API_KEY", True),
+    "webhook_secret": ("BATCHPOOL_WEBHOOK_SECRET", True),
     "storage_connection_string": ("AZURE_STORAGE_CONNECTION_STRING", True),
 }
 SECRETS = tuple(name for name, (_, secret) in SETTINGS.items() if secret)

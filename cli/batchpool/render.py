@@ -67,11 +67,31 @@ def usage_report(report: dict, width: int = 40) -> str:
         out.append(hourly_chart(f"Billing plan {plan['BillingPlanId'] or '(none)'}: "
                                 f"{plan['PoolComputeHours']:.3f} pool compute hours{classic}",
                                 plan.get("Hourly") or [], width))
+    if report.get("Services"):
+        out.append("")
+        out.append("Cost by web service (own VM time + share of idle time):")
+        out.append(table([{**s, "ComputeHours": f"{s['ComputeHours']:.4f}"} for s in report["Services"]],
+                         [("SERVICE", "ServiceId"), ("JOBS", "Jobs"), ("OWN VM-S", "ComputeSeconds"),
+                          ("IDLE SHARE VM-S", "AllocatedIdleSeconds"), ("COMPUTE H", "ComputeHours")]))
+        out.append("")
+        out.append("Costliest jobs:")
+        out.append(table([{**j, "ComputeHours": f"{j['ComputeHours']:.4f}"} for j in report["Jobs"][:5]],
+                         [("JOB", "JobId"), ("SERVICE", "ServiceId"), ("POOL", "PoolId"),
+                          ("OWN VM-S", "ComputeSeconds"), ("IDLE SHARE VM-S", "AllocatedIdleSeconds"),
+                          ("COMPUTE H", "ComputeHours")]))
     saved = report["AutoScaleDown"]
     out.append("")
     out.append(f"Auto scale-down saved {saved['SavedComputeHours']:.3f} compute hours "
                f"({saved['SavedVmSeconds']:,} VM-seconds)")
     return "\n".join(out)
+
+
+def _drains(pool: dict) -> str:
+    if pool.get("QueueDrainsAt"):
+        return f"  Queue drains at {_clock(pool['QueueDrainsAt'])}"
+    if pool.get("QueuedJobs") and (pool.get("Estimate") or {}).get("Basis") == "NoHistory":
+        return "  Queue drain: no estimate yet"
+    return ""
 
 
 def _megabytes(count: int | None) -> str:
@@ -95,7 +115,8 @@ def _progress(status: dict, width: int) -> str:
     if code == "NotStarted":
         if status.get("QueuePosition"):
             return (f"{job} waiting: queue position {status['QueuePosition']} in pool "
-                    f"{status.get('AzureBatchPoolId') or 'classic'} ({status.get('PendingReason')})")
+                    f"{status.get('AzureBatchPoolId') or 'classic'} ({status.get('PendingReason')})"
+                    f"{expected_start(status)}")
         return f"{job} waiting: {status.get('PendingReason') or 'not started'}"
     progress = status.get("Progress") or {}
     rows = progress.get("RowsScored") or 0
@@ -110,6 +131,33 @@ def _progress(status: dict, width: int) -> str:
     return f"{job} {code}: {status.get('Details') or 'no reason given'}"
 
 
+def _clock(moment: str) -> str:
+    return moment[11:19] + "Z"
+
+
+def expected_start(status: dict) -> str:
+    """`, expected to start at 12:03:04Z`, or why there is no estimate (empty if none applies)."""
+    if status.get("EstimatedStartTime"):
+        return f", expected to start at {_clock(status['EstimatedStartTime'])}"
+    basis = (status.get("Estimate") or {}).get("Basis")
+    if basis == "NoHistory":
+        return ", no start estimate yet (no recent jobs on the pool)"
+    return ""
+
+
+def job_details(job: dict) -> list[str]:
+    """The parts of a job's status beyond its plain fields: cost, attempts."""
+    lines = []
+    cost = job.get("Cost")
+    if cost:
+        lines.append(f"Cost              {cost['ComputeSeconds']:,} VM-s own + {cost['AllocatedIdleSeconds']:,} VM-s idle share"
+                     f" = {cost['ComputeHours']:.4f} compute hours{'' if cost['Final'] else ' (not final yet)'}")
+    for attempt in job.get("AttemptOutcomes") or []:
+        reason = f": {attempt['Reason']}" if attempt.get("Reason") else ""
+        lines.append(f"Attempt {attempt['Attempt']}         {attempt['Outcome']}{reason}")
+    return lines
+
+
 def pool_screen(pool: dict, now: str) -> str:
     """A pool's live view: target, VM counts and each VM, the queue, compute hours."""
     counts = pool["VmCounts"]
@@ -117,7 +165,7 @@ def pool_screen(pool: dict, now: str) -> str:
            f"as of {now}",
            "  ".join(f"{state} {counts.get(state, 0)}" for state in VM_STATES),
            f"Queued jobs {pool['QueuedJobs']}  Running jobs {pool['RunningJobs']}  "
-           f"Compute hours {pool['ComputeHours']:.3f}", ""]
+           f"Compute hours {pool['ComputeHours']:.3f}{_drains(pool)}", ""]
     live = [vm for vm in pool.get("Vms") or [] if vm["State"] != "Deleted"]
     out.append(table(live, [("VM", "VmId"), ("STATE", "State"), ("JOB", "JobId"), ("PROVISIONED", "ProvisionedAt"),
                             ("VM-SECONDS", "ComputeSeconds")]) if live else "(no VMs)")

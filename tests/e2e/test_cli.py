@@ -96,7 +96,7 @@ def cli(app_host, azurite, tmp_path_factory, logs_dir):
     # also looks for them in every log, this module's output included.
     printed = runner.log.read_text()
     for name, profile in ((n, runner.profile(n)) for n in ("default", "broken")):
-        for setting in ("master_key", "account_key", "account_secondary_key", "api_key"):
+        for setting in ("master_key", "account_key", "account_secondary_key", "api_key", "webhook_secret"):
             if profile.get(setting):
                 HOST_KEYS.add(profile[setting])
                 assert profile[setting] not in printed, f"{name}.{setting} was printed"
@@ -114,6 +114,7 @@ def owner(cli, app_host):
     service = cli.json("services", "create", "census", "--subscription", subscription, "--billing-plan", "plan-cli",
                        "--scorer", "samples.census:score")
     assert service["ApiKey"].startswith("saved to") and service["BillingPlanId"] == "plan-cli"
+    assert service["WebhookSecret"].startswith("saved to") and cli.profile()["webhook_secret"]
     pool = cli.json("pools", "create", "night", "--vms", "1", "--auto-scale-down", "120")
     assert pool["VmCount"] == 1 and pool["AutoScaleDownAfterMinutes"] == 120
     wait_for(lambda: cli.json("pools", "show", "night")["VmCounts"]["Idle"] == 1, timeout=30)
@@ -148,6 +149,8 @@ def test_a_job_from_a_local_csv_is_scored_downloaded_and_billed(cli, owner, blob
     assert job["StatusCode"] == "Finished" and job["AzureBatchPoolId"] == "night"
     shown = cli.run("jobs", "show", job["JobId"]).stdout
     assert "StatusCode" in shown and "Finished" in shown and f"{ROWS} rows scored" in shown
+    assert re.search(r"Cost +\d+ VM-s own \+ \d+ VM-s idle share", shown) and "Attempt 1         Finished" in shown
+    assert "(no NotificationUrl)" in cli.run("jobs", "events", job["JobId"]).stdout
     assert "jobs download" in shown
     assert job["Results"]["output1"]["SasBlobToken"].endswith("sig=***"), "tokens are masked in JSON too"
     fetched = cli.json("jobs", "download", job["JobId"], "--download-dir", "again")
@@ -164,6 +167,7 @@ def test_a_job_from_a_local_csv_is_scored_downloaded_and_billed(cli, owner, blob
     assert report["BillingPlans"][0]["BillingPlanId"] == "plan-cli"
     chart = cli.run("usage", "--width", "20").stdout
     assert "Pool night (plan plan-cli)" in chart and "Billing plan plan-cli" in chart
+    assert "Cost by web service" in chart and re.search(r"^census\s+1\s", chart, re.M), chart
     assert "Auto scale-down saved" in chart
     bars = [line for line in chart.splitlines() if "█" in line or "▏" in line]
     assert len(bars) >= 2, chart  # one hour at least, per pool and per plan

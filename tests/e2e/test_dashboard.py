@@ -140,6 +140,12 @@ def test_the_pool_owner_sees_pools_jobs_and_usage_as_the_api_reports_them(browse
     assert drawn == hours
     assert page.locator("#chart-plans rect.bar-segment[data-series='plan-a']").count() == len(hours)
     assert page.text_content("#total-hours") == f"{usage['Total']['ComputeHours']:.3f}"
+    # What the job cost, by web service and by job, as the report says.
+    (service,) = usage["Services"]
+    page.wait_for_selector(f"#services tr[data-service='{tenant.service_id}']")
+    cells = page.locator(f"#services tr[data-service='{tenant.service_id}'] td").all_text_contents()
+    assert cells[1:4] == [str(service["Jobs"]), str(service["ComputeSeconds"]), str(service["AllocatedIdleSeconds"])]
+    assert page.is_visible(f"#jobs-cost tr[data-job-cost='{job_id}']")
 
     shot = logs_dir / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -62,6 +62,27 @@ def test_the_progress_line_says_why_a_job_waits_and_how_far_it_has_got():
     assert render.progress_line(failed, 5) == "j Failed: the scorer raised ValueError"
 
 
+def test_a_waiting_job_says_when_it_should_start_or_why_it_cannot_say():
+    waiting = {"JobId": "j", "StatusCode": "NotStarted", "QueuePosition": 1, "AzureBatchPoolId": "p",
+               "PendingReason": "WaitingForIdleVm", "EstimatedStartTime": "2026-11-26T12:03:04.500Z",
+               "Estimate": {"Basis": "RecentJobs"}}
+    assert render.progress_line(waiting, None).endswith("(WaitingForIdleVm), expected to start at 12:03:04Z")
+    blind = {**waiting, "EstimatedStartTime": None, "Estimate": {"Basis": "NoHistory"}}
+    assert render.progress_line(blind, None).endswith("no start estimate yet (no recent jobs on the pool)")
+    pool = {"PoolId": "p", "State": "Steady", "VmCount": 1, "BillingPlanId": "b", "QueuedJobs": 2,
+            "RunningJobs": 1, "ComputeHours": 0.5, "VmCounts": {"Busy": 1}, "QueueDrainsAt": "2026-11-26T12:10:00Z"}
+    assert "Queue drains at 12:10:00Z" in render.pool_screen(pool, "now")
+
+
+def test_a_jobs_cost_and_attempts_are_shown():
+    job = {"Cost": {"ComputeSeconds": 30, "AllocatedIdleSeconds": 6, "ComputeHours": 0.01, "Final": False},
+           "AttemptOutcomes": [{"Attempt": 1, "Outcome": "Interrupted", "Reason": "storage was unavailable"},
+                               {"Attempt": 2, "Outcome": "Finished", "Reason": ""}]}
+    assert render.job_details(job) == [
+        "Cost              30 VM-s own + 6 VM-s idle share = 0.0100 compute hours (not final yet)",
+        "Attempt 1         Interrupted: storage was unavailable", "Attempt 2         Finished"]
+
+
 def test_tables_align_columns_under_their_headings():
     text = render.table([{"a": "x", "b": 10}, {"a": "longer", "b": None}], [("A", "a"), ("B", "b")])
     assert text.splitlines() == ["A       B", "------  --", "x       10", "longer"]
