@@ -1,10 +1,12 @@
 """When will a waiting job start? Pure rules over the pool's VMs and its recent jobs.
 
-The pool's recent run times (jobs that ended on it lately) give a typical run time, their
-median, which a few very long or very short jobs do not move. Each VM is free from a moment:
-an idle VM now, a provisioning VM when it is ready, a busy VM when its job is expected to end
-(the median of what the recent jobs that ran longer than it has so far took in all, minus
-what it has run). The waiting jobs then take the VMs in their queue order, each as soon as
+The pool's recent run times (jobs that ended on it lately) give a typical run time: their
+mean once far-out values are set aside (beyond Tukey's outer fence, three interquartile
+ranges above the upper quartile), so one runaway job does not move it while the usual skew
+of run times (many short jobs, some long ones) still counts: a queue's wait is a sum of run
+times, and a sum follows the mean, not the median. Each VM is free from a moment: an idle VM
+now, a provisioning VM when it is ready, a busy VM when its job is expected to end (the same
+typical total of the recent jobs that ran longer than it has so far, minus what it has run). The waiting jobs then take the VMs in their queue order, each as soon as
 one is free, each expected to last the typical run time. Draining VMs take no new job.
 
 With no recent job there is no run time to go by: the estimate says so instead of guessing.
@@ -40,14 +42,21 @@ class Estimate:
 
 
 def typical(durations: list[float]) -> float | None:
-    return statistics.median(durations) if len(durations) >= MIN_HISTORY else None
+    """The mean run time without far-out values; None with too little history."""
+    if len(durations) < MIN_HISTORY:
+        return None
+    if len(durations) < 4:
+        return statistics.fmean(durations)
+    lower, _, upper = statistics.quantiles(durations, n=4, method="inclusive")
+    fence = upper + 3 * (upper - lower)
+    return statistics.fmean(d for d in durations if d <= fence)
 
 
 def remaining(elapsed: float, durations: list[float], typical_seconds: float) -> float:
     """Expected seconds left of a job that has run `elapsed` seconds."""
-    longer = [d for d in durations if d > elapsed]
-    if longer:
-        return statistics.median(longer) - elapsed
+    longer = typical([d for d in durations if d > elapsed])
+    if longer is not None:
+        return longer - elapsed
     return OVERDUE_FRACTION * typical_seconds
 
 

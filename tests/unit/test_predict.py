@@ -43,16 +43,18 @@ def test_idle_and_provisioning_vms_are_free_now_or_when_ready():
     assert seconds(estimate.starts) == [0, 20, 30]
 
 
-def test_the_median_is_not_moved_by_outliers():
+def test_a_runaway_job_is_set_aside_but_the_usual_skew_counts():
     history = [5.0, 5.0, 6.0, 5.0, 600.0]
-    assert predict.typical(history) == 5.0
+    assert predict.typical(history) == 5.25
     estimate = predict.estimate(NOW, [vm(vms.IDLE)], 2, history)
-    assert seconds(estimate.starts) == [0, 5]
+    assert seconds(estimate.starts) == [0, 5.25]
+    skewed = [1.0] * 6 + [3.0] * 3 + [8.0]  # many short jobs, some long: all of them count
+    assert predict.typical(skewed) == 2.3
 
 
 def test_a_busy_vm_is_expected_free_by_what_longer_jobs_took():
     history = [10.0, 20.0, 40.0]
-    # Running 15 s: jobs that ran longer took 20 and 40 s, median 30: 15 s left.
+    # Running 15 s: jobs that ran longer took 20 and 40 s, 30 on average: 15 s left.
     assert predict.remaining(15, history, 20) == 15
     # Longer than every recent job: taken to end soon, not never.
     assert predict.remaining(50, history, 20) == 2
