@@ -177,8 +177,10 @@ def get_pool(account: Account, pool_id: str) -> dict:
     queue, durations = concurrently(lambda: dispatch.waiting_jobs(account.subscription_id, pool_id),
                                     lambda: runs.recent_run_seconds(account.subscription_id, pool_id))
     estimate = predict.estimate(now, billing.listed(pool, pool_vms), len(queue), durations)
+    drains = estimate.starts[-1] if queue and estimate.starts else None
     return {**pool_view(pool, pool_vms, len(queue), now, with_vms=True), "Queue": queue[:QUEUE_SHOWN],
-            "QueueDrainsAt": clock.iso(estimate.starts[-1]) if queue and estimate.starts else None,
+            "QueueDrainsAt": clock.iso(drains),
+            "QueueDrainsInSeconds": None if drains is None else max(0, round((drains - now).total_seconds())),
             "Estimate": estimate.basis()}
 
 

@@ -40,6 +40,8 @@ def test_waiting_jobs_get_an_expected_start_once_the_pool_has_history(api, tenan
     gap = (estimates[1] - estimates[0]).total_seconds()
     assert abs(gap - basis["TypicalRunSeconds"]) < 0.01
     assert pool_view["QueueDrainsAt"] is not None and pool_view["Estimate"]["Basis"] == "RecentJobs"
+    until = (_at(pool_view["QueueDrainsAt"]) - _at(pool_view["AsOf"])).total_seconds()
+    assert abs(pool_view["QueueDrainsInSeconds"] - max(0.0, until)) <= 1
     assert abs((_at(pool_view["QueueDrainsAt"]) - estimates[1]).total_seconds()) < 5
     listed = {j["JobId"]: j for j in api.job(tenant.jobs, tenant.api_key).json()["Jobs"]}
     assert listed[third]["EstimatedStartTime"] is not None, "a listing shows it too"
@@ -48,4 +50,5 @@ def test_waiting_jobs_get_an_expected_start_once_the_pool_has_history(api, tenan
     assert all(f["StatusCode"] == "Finished" for f in finals)
     assert finals[2]["EstimatedStartTime"] is None and finals[2]["Estimate"] is None, "only while it waits"
     empty = api.call("GET", f"{tenant.pools}/{pool}", key=tenant.primary).json()
-    assert empty["QueueDrainsAt"] is None and empty["Estimate"]["RecentJobs"] == 5
+    assert empty["QueueDrainsAt"] is None and empty["QueueDrainsInSeconds"] is None
+    assert empty["Estimate"]["RecentJobs"] == 5
