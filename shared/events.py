@@ -20,10 +20,12 @@ import json
 import logging
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import requests
 
 from shared import clock, signing
+from shared.bes import host_allowed
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import SERVICES, WriteConflict, get_queues, get_store
@@ -55,9 +57,6 @@ def check_url(url, field: str) -> str | None:
     name, and a host on NOTIFICATION_HOST_ALLOWLIST. None stays None."""
     if url is None:
         return None
-    from urllib.parse import urlsplit
-
-    from shared.bes import host_allowed
     if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_LENGTH:
         raise InvalidRequest(f"{field} must be an https URL of at most {MAX_URL_LENGTH} characters", "InvalidValue",
                              field)
