@@ -355,6 +355,20 @@ def _half_started_view(service: ServiceRef, job: dict) -> dict:
     return {**_job_view(job), "StatusCode": NOT_STARTED, "PendingReason": START_INCOMPLETE}
 
 
+def _costed(job: dict) -> bool:
+    return job["Status"] in runs.TERMINAL and bool(job["PoolId"] and job.get("StartTime") and job.get("EndTime"))
+
+
+def _with_costs(service: ServiceRef, views: list[dict], rows: list[dict]) -> list[dict]:
+    """Views of ended pool jobs (as their job rows say) with their `Cost`."""
+    ended = [(row["PoolId"], row["RowKey"], row["StartTime"], row["EndTime"]) for row in rows if _costed(row)]
+    found = usage.job_costs(service.subscription_id, ended) if ended else {}
+    for view in views:
+        if view["JobId"] in found:
+            view["Cost"] = found[view["JobId"]]
+    return views
+
+
 def job_events(service: ServiceRef, job_id: str) -> dict:
     """The job's push events and their delivery (for the job's own service only)."""
     _job(service, job_id)
@@ -364,11 +378,7 @@ def job_events(service: ServiceRef, job_id: str) -> dict:
 def get_job(service: ServiceRef, job_id: str) -> dict:
     job = _job(service, job_id)
     if job["Status"] != STARTED:
-        view = _job_view(job)
-        if job["PoolId"] and job.get("StartTime") and job.get("EndTime"):
-            view["Cost"] = usage.job_cost(service.subscription_id, job["PoolId"], job_id, job["StartTime"],
-                                          job["EndTime"])
-        return view
+        return _with_costs(service, [_job_view(job)], [job])[0]
     run = runs.get_run(_placement(service, job)[0], job_id)
     if run is None:
         return _half_started_view(service, job)
@@ -443,7 +453,8 @@ def estimate_view(estimate: predict.Estimate | None, position: int) -> dict:
 
 def list_jobs(service: ServiceRef, params) -> dict:
     """A page of the service's jobs, newest first. It costs a fixed number of reads, not a
-    few per job: the page, the runs of its started jobs, and the queues they wait in."""
+    few per job: the page, the runs of its started jobs, the queues they wait in, and the
+    cost of its ended pool jobs (four reads per pool)."""
     top = params.get("$top", "50")
     if not (top.isascii() and top.isdigit()) or not 1 <= int(top) <= MAX_PAGE:
         raise InvalidRequest(f"$top must be a whole number from 1 to {MAX_PAGE}", "InvalidValue")
@@ -466,7 +477,8 @@ def list_jobs(service: ServiceRef, params) -> dict:
             views.append(_half_started_view(service, job))
         else:
             views.append(_started_view(job, run, places.get(run.get("WaitKey"))))
-    return {"Jobs": views, "ContinuationToken": page[-1]["RowKey"] if len(rows) > int(top) else None}
+    return {"Jobs": _with_costs(service, views, page),
+            "ContinuationToken": page[-1]["RowKey"] if len(rows) > int(top) else None}
 
 
 _classic_slots_ensured: set[int] = set()

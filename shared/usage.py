@@ -179,25 +179,47 @@ def _cost_view(compute: int, idle: int) -> dict:
             "ComputeHours": billing.to_hours(compute + idle)}
 
 
-def job_cost(partition: str, pool_id: str, job_id: str, start: dt.datetime, end: dt.datetime) -> dict:
-    """A finished pool job's cost: its own VM-seconds and its share of its hours' idle ones.
-    `Final` once every hour it ran in is billed and no job that ran in them still runs."""
+def job_costs(partition: str, ended: list[tuple[str, str, dt.datetime, dt.datetime]]) -> dict[str, dict]:
+    """Ended pool jobs' costs, by job id, for (pool, job, start, end): their own VM-seconds
+    and their shares of their hours' idle ones, `Final` once every hour they ran in is billed
+    and no job that ran in them still runs. Four reads per pool, side by side, whatever the
+    number of jobs: its job-hour rows and ledger rows over the jobs' hours, its row, its VMs."""
     store = get_store()
-    hours = list(costs.job_hours(start, end))
-    reads = [lambda h=hour: store.rows(POOLS, partition, layout.job_hour_prefix(pool_id, h)) for hour in hours]
-    reads += [lambda h=hour: store.get(POOLS, partition, usage_key(pool_id, h)) for hour in hours]
-    reads += [lambda: store.get(POOLS, partition, layout.pool_key(pool_id)),
-              lambda: store.rows(POOLS, partition, layout.vm_prefix(pool_id), condition="State ne @deleted",
-                                 parameters={"deleted": vms.DELETED})]
-    answers = concurrently(*reads)
-    runs = {hour: {row["JobId"]: row["Seconds"] for row in rows} for hour, rows in zip(hours, answers)}
-    billed = {hour: (row or {}).get("VmSeconds", 0) for hour, row in zip(hours, answers[len(hours):])}
-    pool, live = answers[-2], answers[-1]
-    compute, idle = costs.job_totals(costs.allocate(billed, runs)).get(job_id, (0, 0))
-    closes = hours[-1] + billing.HOUR if hours else end
-    final = bool(pool and pool.get("BilledThrough") and pool["BilledThrough"] >= closes) and not any(
-        vm.get("JobId") and vm.get("BusySince") and vm["BusySince"] < closes for vm in live)
-    return {**_cost_view(compute, idle), "Final": final}
+    hours_of = {job_id: list(costs.job_hours(start, end)) or [billing.hour_of(start)]
+                for _, job_id, start, end in ended}
+    spans: dict[str, tuple[dt.datetime, dt.datetime]] = {}
+    for pool_id, job_id, _, _ in ended:
+        first, last = hours_of[job_id][0], hours_of[job_id][-1] + billing.HOUR
+        low, high = spans.get(pool_id, (first, last))
+        spans[pool_id] = (min(low, first), max(high, last))
+    pools = list(spans)
+    in_span = "Hour ge @start and Hour lt @end"
+    reads = []
+    for pool_id in pools:
+        span = {"start": spans[pool_id][0], "end": spans[pool_id][1]}
+        reads += [lambda p=pool_id, s=span: store.rows(POOLS, partition, layout.job_hour_prefix(p), condition=in_span,
+                                                       parameters=s),
+                  lambda p=pool_id, s=span: store.rows(POOLS, partition, f"usage|{p}|", condition=in_span,
+                                                       parameters=s),
+                  lambda p=pool_id: store.get(POOLS, partition, layout.pool_key(p)),
+                  lambda p=pool_id: store.rows(POOLS, partition, layout.vm_prefix(p), condition="State ne @deleted",
+                                               parameters={"deleted": vms.DELETED})]
+    answers = concurrently(*reads) if reads else []
+    found = {}
+    for index, pool_id in enumerate(pools):
+        job_rows, ledger, pool, live = answers[4 * index: 4 * index + 4]
+        runs: dict = {}
+        for row in job_rows:
+            runs.setdefault(row["Hour"], {})[row["JobId"]] = row["Seconds"]
+        totals = costs.job_totals(costs.allocate({row["Hour"]: row["VmSeconds"] for row in ledger}, runs))
+        for job_pool, job_id, _, _ in ended:
+            if job_pool != pool_id:
+                continue
+            closes = hours_of[job_id][-1] + billing.HOUR
+            final = bool(pool and pool.get("BilledThrough") and pool["BilledThrough"] >= closes) and not any(
+                vm.get("JobId") and vm.get("BusySince") and vm["BusySince"] < closes for vm in live)
+            found[job_id] = {**_cost_view(*totals.get(job_id, (0, 0))), "Final": final}
+    return found
 
 
 def _pool_costs(partition: str, pools: list[str], ledger: list[dict], start: dt.datetime, end: dt.datetime):

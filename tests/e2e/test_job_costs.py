@@ -60,5 +60,5 @@ def test_jobs_costs_add_up_to_the_pools_bill(api, tenant, blobs):
                                                                      jobs[job_id]["AllocatedIdleSeconds"])
     assert cost["TotalSeconds"] == cost["ComputeSeconds"] + cost["AllocatedIdleSeconds"]
     assert cost["Final"] is False, "the hour is still open"
-    listed = api.job(jobs_path, key, suffix="").json()["Jobs"]
-    assert all(job["Cost"] is None for job in listed), "a listing computes no cost"
+    listed = {job["JobId"]: job for job in api.job(jobs_path, key, suffix="").json()["Jobs"]}
+    assert listed[job_id]["Cost"] == cost, "a listing shows the same cost"
