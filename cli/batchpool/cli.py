@@ -286,11 +286,8 @@ def _shown(job: dict) -> dict:
 
 def _job_text(job: dict) -> str:
     lines = [render.fields(job, JOB_FIELDS)]
-    progress = job.get("Progress")
-    if progress:
-        lines.append(f"Progress          {progress['RowsScored']:,} rows scored, {progress['InputBytesRead']:,} of "
-                     f"{progress['InputBytes'] if progress['InputBytes'] is not None else '?'} input bytes")
-    lines += render.job_details(job)
+    width = max(len(name) for name in JOB_FIELDS)
+    lines += [f"{label.ljust(width)}  {text}" for label, text in render.job_details(job)]
     for name, result in (job.get("Results") or {}).items():
         lines.append(f"Output {name}: {result['BaseLocation']}{result['RelativeLocation']} "
                      "(`batchpool jobs download` saves it)")

@@ -145,16 +145,22 @@ def expected_start(status: dict) -> str:
     return ""
 
 
-def job_details(job: dict) -> list[str]:
-    """The parts of a job's status beyond its plain fields: cost, attempts."""
+def job_details(job: dict) -> list[tuple[str, str]]:
+    """The parts of a job's status beyond its plain fields, as (label, text): how far it got,
+    what it cost, how each attempt ended."""
     lines = []
+    progress = job.get("Progress")
+    if progress:
+        size = progress["InputBytes"]
+        lines.append(("Progress", f"{progress['RowsScored']:,} rows scored, {progress['InputBytesRead'] or 0:,} of "
+                                  f"{'?' if size is None else f'{size:,}'} input bytes"))
     cost = job.get("Cost")
     if cost:
-        lines.append(f"Cost              {cost['ComputeSeconds']:,} VM-s own + {cost['AllocatedIdleSeconds']:,} VM-s idle share"
-                     f" = {cost['ComputeHours']:.4f} compute hours{'' if cost['Final'] else ' (not final yet)'}")
+        lines.append(("Cost", f"{cost['ComputeSeconds']:,} VM-s own + {cost['AllocatedIdleSeconds']:,} VM-s idle share"
+                              f" = {cost['ComputeHours']:.4f} compute hours{'' if cost['Final'] else ' (not final yet)'}"))
     for attempt in job.get("AttemptOutcomes") or []:
         reason = f": {attempt['Reason']}" if attempt.get("Reason") else ""
-        lines.append(f"Attempt {attempt['Attempt']}         {attempt['Outcome']}{reason}")
+        lines.append((f"Attempt {attempt['Attempt']}", f"{attempt['Outcome']}{reason}"))
     return lines
 
 

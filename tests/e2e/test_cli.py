@@ -149,7 +149,8 @@ def test_a_job_from_a_local_csv_is_scored_downloaded_and_billed(cli, owner, blob
     assert job["StatusCode"] == "Finished" and job["AzureBatchPoolId"] == "night"
     shown = cli.run("jobs", "show", job["JobId"]).stdout
     assert "StatusCode" in shown and "Finished" in shown and f"{ROWS} rows scored" in shown
-    assert re.search(r"Cost +\d+ VM-s own \+ \d+ VM-s idle share", shown) and "Attempt 1         Finished" in shown
+    assert re.search(r"^Cost +\d+ VM-s own \+ \d+ VM-s idle share", shown, re.M)
+    assert re.search(r"^Attempt 1 +Finished$", shown, re.M)
     assert "(no NotificationUrl)" in cli.run("jobs", "events", job["JobId"]).stdout
     assert "jobs download" in shown
     assert job["Results"]["output1"]["SasBlobToken"].endswith("sig=***"), "tokens are masked in JSON too"

@@ -75,12 +75,14 @@ def test_a_waiting_job_says_when_it_should_start_or_why_it_cannot_say():
 
 
 def test_a_jobs_cost_and_attempts_are_shown():
-    job = {"Cost": {"ComputeSeconds": 30, "AllocatedIdleSeconds": 6, "ComputeHours": 0.01, "Final": False},
+    job = {"Progress": {"RowsScored": 20000, "InputBytesRead": 2158751, "InputBytes": 2158751},
+           "Cost": {"ComputeSeconds": 30, "AllocatedIdleSeconds": 6, "ComputeHours": 0.01, "Final": False},
            "AttemptOutcomes": [{"Attempt": 1, "Outcome": "Interrupted", "Reason": "storage was unavailable"},
                                {"Attempt": 2, "Outcome": "Finished", "Reason": ""}]}
     assert render.job_details(job) == [
-        "Cost              30 VM-s own + 6 VM-s idle share = 0.0100 compute hours (not final yet)",
-        "Attempt 1         Interrupted: storage was unavailable", "Attempt 2         Finished"]
+        ("Progress", "20,000 rows scored, 2,158,751 of 2,158,751 input bytes"),
+        ("Cost", "30 VM-s own + 6 VM-s idle share = 0.0100 compute hours (not final yet)"),
+        ("Attempt 1", "Interrupted: storage was unavailable"), ("Attempt 2", "Finished")]
 
 
 def test_tables_align_columns_under_their_headings():
