@@ -44,8 +44,10 @@ def test_jobs_costs_add_up_to_the_pools_bill(api, tenant, blobs):
     for job_id, final in finals.items():
         assert jobs[job_id]["ComputeSeconds"] == _whole_seconds(final["StartTime"], final["EndTime"])
     if len(entry["Hourly"]) == 1:  # idle time follows run time (shares are per hour)
-        by_run = sorted(jobs.values(), key=lambda j: j["ComputeSeconds"])
-        assert [j["AllocatedIdleSeconds"] for j in by_run] == sorted(j["AllocatedIdleSeconds"] for j in by_run)
+        for longer in jobs.values():  # equal run times may differ by the one second a remainder gives
+            for shorter in jobs.values():
+                if longer["ComputeSeconds"] > shorter["ComputeSeconds"]:
+                    assert longer["AllocatedIdleSeconds"] >= shorter["AllocatedIdleSeconds"]
 
     services = {s["ServiceId"]: s for s in report["Services"]}
     assert {s["Jobs"] for s in services.values()} == {3, 2}

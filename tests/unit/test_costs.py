@@ -31,6 +31,10 @@ def test_shares_are_whole_proportional_and_exact():
             assert sum(parts.values()) == total
             for key, w in weights.items():  # each part within one second of its exact share
                 assert abs(parts[key] - total * w / sum(weights.values())) < 1
+            for a in weights:  # a larger weight never gets a smaller part
+                for b in weights:
+                    if weights[a] > weights[b]:
+                        assert parts[a] >= parts[b]
 
 
 def test_every_hour_with_jobs_adds_up_to_its_bill():
