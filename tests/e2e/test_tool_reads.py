@@ -62,7 +62,7 @@ def test_a_pools_queue_is_named_in_fifo_order(api, tenant, blobs):
     started = []
     for index in range(4):
         job_id, _ = api.run_job(tenant.jobs, tenant.api_key,
-                                blobs.job_body("queue/in.csv", f"queue/out-{index}.csv", pool_id, SecondsPerChunk=2))
+                                blobs.job_body("queue/in.csv", f"queue/out-{index}.csv", pool_id, SecondsPerChunk=8))
         started.append(job_id)
     pool = api.call("GET", f"{tenant.pools}/{pool_id}", key=tenant.primary).json()
     running = [vm["JobId"] for vm in pool["Vms"] if vm["JobId"]]
