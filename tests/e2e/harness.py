@@ -252,10 +252,15 @@ class Listener:
         self.close()
 
 
-def without_read_tokens(job: dict) -> dict:
-    """The job as it stands: each answer makes its own read tokens for the outputs."""
+def as_it_stands(job: dict) -> dict:
+    """The job as it stands, without what two answers tell differently however little
+    changed: each answer makes its own read tokens for the outputs, and a cost that is not
+    final takes its share of the hour's idle time as the hour goes on."""
     results = {name: {**shown, "SasBlobToken": None} for name, shown in (job["Results"] or {}).items()}
-    return {**job, "Results": results}
+    cost = job.get("Cost")
+    if cost and not cost["Final"]:
+        cost = {"ComputeSeconds": cost["ComputeSeconds"], "Final": False}
+    return {**job, "Results": results, "Cost": cost}
 
 
 def _json_or_none(response: requests.Response):
