@@ -22,6 +22,12 @@ FINISHED, FAILED, CANCELLED = "Finished", "Failed", "Cancelled"
 INTERRUPTED, WORKER_LOST = "Interrupted", "WorkerLost"
 
 
+def max_retries(row: dict) -> int:
+    """A job's, run's or service's MaxRetries as stored (rows from before it existed: the default)."""
+    retries = row.get("MaxRetries")
+    return DEFAULT_MAX_RETRIES if retries is None else retries
+
+
 def may_begin(attempts_begun: int, max_retries: int) -> bool:
     """Whether another attempt may begin after `attempts_begun` have."""
     return attempts_begun < 1 + max_retries

@@ -249,7 +249,7 @@ def _claim_runner(partition: str, job_id: str, runner_id: str, stale_seconds: in
         if new_attempt and begun:
             runs.record_outcome(run, attempts.INTERRUPTED, "its run came round again before the attempt reported an "
                                                        "end (its worker may have stopped)", now)
-            if not attempts.may_begin(begun, runs.max_retries(run)):
+            if not attempts.may_begin(begun, attempts.max_retries(run)):
                 last = attempts.outcomes(run["AttemptOutcomes"])[-1]["Reason"]
                 if _end(run, runs.FAILED, attempts.gave_up(begun, last)):
                     log.warning("job gave up job=%s attempts=%s", job_id, begun)

@@ -152,7 +152,7 @@ def _new_run(service: ServiceRef, job: dict, partition: str, pool_id: str) -> di
             "JobPartition": job_partition(service), "PoolId": pool_id, "State": runs.WAITING,
             "WaitKey": layout.wait_key(pool_id, job["StartRequestedAt"], job_id),
             "ServiceId": service.service_id, "SubscriptionId": service.subscription_id, "QueuedAt": queued_at,
-            "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or 0, "MaxRetries": runs.max_retries(job),
+            "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or 0, "MaxRetries": attempts.max_retries(job),
             "NotificationUrl": job.get("NotificationUrl") or "",
             "QueueDeadline": attempts.queue_deadline(queued_at, job.get("MaxQueuedSeconds")),
             "BillingPlanId": job.get("BillingPlanId") or "", "Attempts": 0, "VmKey": "", "RunnerId": "",
@@ -305,7 +305,7 @@ def _job_view(job: dict) -> dict:
             "AzureBatchPoolId": job["PoolId"] or None, "QueuePosition": None,
             "PendingReason": AWAITING_START if status == NOT_STARTED else None, "VmId": None,
             "Attempts": job.get("Attempts") or 0, "AttemptOutcomes": attempts.outcomes(job.get("AttemptOutcomes")),
-            "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or None, "MaxRetries": runs.max_retries(job),
+            "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or None, "MaxRetries": attempts.max_retries(job),
             "Cost": None, "EstimatedStartTime": None, "Estimate": None,
             "Progress": _final_progress(job) if status == runs.FINISHED else None}
 

@@ -35,11 +35,6 @@ def release_changes(vm: dict, job_id: str, now) -> dict | None:
     return {"State": vms.IDLE, "JobId": "", "IdleSince": now}
 
 
-def max_retries(run: dict) -> int:
-    retries = run.get("MaxRetries")
-    return attempts.DEFAULT_MAX_RETRIES if retries is None else retries
-
-
 def record_outcome(run: dict, outcome: str, reason: str, now) -> None:
     """Note how the run's current attempt ended (once; it reaches the row with its next write)."""
     run["AttemptOutcomes"] = attempts.with_outcome(run.get("AttemptOutcomes"), run.get("Attempts") or 0, outcome,

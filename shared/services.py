@@ -60,12 +60,7 @@ def _service(entity) -> Service:
                    tuple(json.loads(entity.get("InputNames") or "null") or DEFAULT_INPUTS),
                    tuple(json.loads(entity.get("OutputNames") or "null") or DEFAULT_OUTPUTS),
                    entity.get("TimeoutSeconds") or DEFAULT_TIMEOUT_SECONDS, entity.get("MaxQueuedSeconds") or None,
-                   _stored_retries(entity), entity.get("NotificationUrl") or None)
-
-
-def _stored_retries(entity) -> int:
-    retries = entity.get("MaxRetries")
-    return attempts.DEFAULT_MAX_RETRIES if retries is None else retries
+                   attempts.max_retries(entity), entity.get("NotificationUrl") or None)
 
 
 def get_service(subscription_id: str, service_id: str) -> Service | None:

@@ -179,6 +179,23 @@ def _cost_view(compute: int, idle: int) -> dict:
             "ComputeHours": billing.to_hours(compute + idle)}
 
 
+_IN_HOURS = "Hour ge @start and Hour lt @end"
+
+
+def _job_hour_rows(partition: str, pool_id: str, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """The pool's job-hour rows of the hours from `start` to `end` (one range read)."""
+    return get_store().rows(POOLS, partition, layout.job_hour_prefix(pool_id), condition=_IN_HOURS,
+                            parameters={"start": start, "end": end})
+
+
+def _runs_by_hour(rows: list[dict]) -> dict:
+    """Job-hour rows as hour -> job -> seconds, as `costs.allocate` takes them."""
+    runs: dict = {}
+    for row in rows:
+        runs.setdefault(row["Hour"], {})[row["JobId"]] = row["Seconds"]
+    return runs
+
+
 def job_costs(partition: str, ended: list[tuple[str, str, dt.datetime, dt.datetime]]) -> dict[str, dict]:
     """Ended pool jobs' costs, by job id, for (pool, job, start, end): their own VM-seconds
     and their shares of their hours' idle ones, `Final` once every hour they ran in is billed
@@ -193,14 +210,12 @@ def job_costs(partition: str, ended: list[tuple[str, str, dt.datetime, dt.dateti
         low, high = spans.get(pool_id, (first, last))
         spans[pool_id] = (min(low, first), max(high, last))
     pools = list(spans)
-    in_span = "Hour ge @start and Hour lt @end"
     reads = []
     for pool_id in pools:
-        span = {"start": spans[pool_id][0], "end": spans[pool_id][1]}
-        reads += [lambda p=pool_id, s=span: store.rows(POOLS, partition, layout.job_hour_prefix(p), condition=in_span,
-                                                       parameters=s),
-                  lambda p=pool_id, s=span: store.rows(POOLS, partition, f"usage|{p}|", condition=in_span,
-                                                       parameters=s),
+        low, high = spans[pool_id]
+        reads += [lambda p=pool_id, s=low, e=high: _job_hour_rows(partition, p, s, e),
+                  lambda p=pool_id, s=low, e=high: store.rows(POOLS, partition, f"usage|{p}|", condition=_IN_HOURS,
+                                                              parameters={"start": s, "end": e}),
                   lambda p=pool_id: store.get(POOLS, partition, layout.pool_key(p)),
                   lambda p=pool_id: store.rows(POOLS, partition, layout.vm_prefix(p), condition="State ne @deleted",
                                                parameters={"deleted": vms.DELETED})]
@@ -208,10 +223,8 @@ def job_costs(partition: str, ended: list[tuple[str, str, dt.datetime, dt.dateti
     found = {}
     for index, pool_id in enumerate(pools):
         job_rows, ledger, pool, live = answers[4 * index: 4 * index + 4]
-        runs: dict = {}
-        for row in job_rows:
-            runs.setdefault(row["Hour"], {})[row["JobId"]] = row["Seconds"]
-        totals = costs.job_totals(costs.allocate({row["Hour"]: row["VmSeconds"] for row in ledger}, runs))
+        totals = costs.job_totals(costs.allocate({row["Hour"]: row["VmSeconds"] for row in ledger},
+                                                 _runs_by_hour(job_rows)))
         for job_pool, job_id, _, _ in ended:
             if job_pool != pool_id:
                 continue
@@ -224,18 +237,12 @@ def job_costs(partition: str, ended: list[tuple[str, str, dt.datetime, dt.dateti
 
 def _pool_costs(partition: str, pools: list[str], ledger: list[dict], start: dt.datetime, end: dt.datetime):
     """Per pool, the hours' allocations in the range; and every job-hour row read."""
-    store = get_store()
-    job_rows = concurrently(*[lambda p=pool_id: store.rows(POOLS, partition, layout.job_hour_prefix(p),
-                                                           condition="Hour ge @start and Hour lt @end",
-                                                           parameters={"start": start, "end": end})
+    job_rows = concurrently(*[lambda p=pool_id: _job_hour_rows(partition, p, start, end)
                               for pool_id in pools]) if pools else []
     allocations, rows_read = {}, []
     for pool_id, rows in zip(pools, job_rows):
         billed = _hourly([r for r in ledger if r["PoolId"] == pool_id], start, end)
-        runs: dict = {}
-        for row in rows:
-            runs.setdefault(row["Hour"], {})[row["JobId"]] = row["Seconds"]
-        allocations[pool_id] = costs.allocate(billed, runs)
+        allocations[pool_id] = costs.allocate(billed, _runs_by_hour(rows))
         rows_read += rows
     return allocations, rows_read
 
