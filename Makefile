@@ -6,16 +6,21 @@ AZURITE := node_modules/.bin/azurite
 PORT ?= 7071
 INSTANCES ?= 1
 
-.PHONY: run test unit demo bench setup browser clean
+.PHONY: run test unit lint demo bench setup browser clean
 
 run: setup local.settings.json
 	$(PY) -m devhost --app . --port $(PORT) --instances $(INSTANCES) --azurite .azurite
 
-test: setup browser
+test: setup browser lint
 	$(PY) -m pytest tests
 
 unit: setup
 	$(PY) -m pytest tests/unit
+
+# Settings in pyproject.toml. The CLI is checked as its package, so mypy resolves `batchpool`.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check shared devhost cli
+	$(VENV)/bin/mypy shared devhost cli/batchpool
 
 demo: setup
 	$(PY) scripts/demo.py --base http://127.0.0.1:$(PORT)
@@ -43,4 +48,4 @@ local.settings.json:
 	cp local.settings.example.json $@
 
 clean:
-	rm -rf $(VENV) node_modules .azurite .devhost
+	rm -rf $(VENV) node_modules .azurite .devhost .mypy_cache .ruff_cache

@@ -59,8 +59,8 @@ def _supervise(args) -> int:
     except config.ConfigError as error:
         print(f"devhost: {error}", file=sys.stderr)
         return 2
-    for error in errors.values():
-        print(f"devhost: function disabled: {error}", file=sys.stderr)
+    for reason in errors.values():
+        print(f"devhost: function disabled: {reason}", file=sys.stderr)
     keys = load_keys(app, settings)
     environment = dict(os.environ, DEVHOST_MASTER_KEY=keys.master, DEVHOST_FUNCTION_KEY=keys.function)
     azurite = None

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Callable
 
 from devhost import ncrontab
 from devhost.routes import RouteTemplate, RouteTemplateError
@@ -114,7 +115,7 @@ class FunctionSpec:
     folder: Path
     trigger: Binding
     outputs: list[Binding]
-    entry: object = None
+    entry: Callable[..., Any] | None = None  # set once the function's script is imported
     returns_http: bool = False
     route: RouteTemplate | None = None
     methods: tuple[str, ...] = ()
@@ -183,6 +184,8 @@ def _import_script(app_root: Path, name: str, script: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         module_name, script,
         submodule_search_locations=[str(script.parent)] if script.name == "__init__.py" else None)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{script}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
@@ -284,7 +287,8 @@ def _load_entry_point(app_root: Path, spec: FunctionSpec, data: dict, path: Path
     bound = {b.name for b in [spec.trigger, *spec.outputs]}
     unbound = [p for p in parameters if p not in bound and parameters[p].default is inspect.Parameter.empty]
     if unbound:
-        raise ConfigError(f"{script}: parameter(s) {', '.join(unbound)} of {entry_name} have no binding in function.json")
+        raise ConfigError(f"{script}: parameter(s) {', '.join(unbound)} of {entry_name} "
+                          "have no binding in function.json")
     spec.entry = entry
 
 

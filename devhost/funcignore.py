@@ -25,7 +25,8 @@ def _regex(pattern: str) -> str:
 
 class FuncIgnore:
     def __init__(self, text: str):
-        ignored, kept = [], []
+        ignored: list[str] = []
+        kept: list[str] = []
         for line in text.split("\n"):
             line = line.strip()
             if not line or line.startswith("#"):

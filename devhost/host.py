@@ -6,6 +6,8 @@ import os
 import threading
 from pathlib import Path
 
+from azure.storage.queue import QueueServiceClient
+
 from devhost import config, storage
 from devhost.http_server import serve_http
 from devhost.invoker import Invoker, encode_queue_message
@@ -43,13 +45,15 @@ class HostInstance:
         self.keys = keys
         self.host, self.port = host, port
         self.stopping = threading.Event()
-        self.queue_service = None
-        self.listeners = []
+        self.queue_service: QueueServiceClient | None = None
+        self.listeners: list[QueueListener | TimerListener] = []
         self.server = None
         self.worker = Worker(thread_count(dict(os.environ)), self.host_config.function_timeout)
         self.invoker = Invoker(self._send_queue_output, self.worker)
 
     def _send_queue_output(self, queue_name: str, value) -> None:
+        if self.queue_service is None:  # start() makes it when any function has a queue output
+            raise RuntimeError(f"queue output to {queue_name} before the host started")
         ensure_queue(self.queue_service, queue_name)
         content = encode_queue_message(value, self.host_config.queues.message_encoding)
         self.queue_service.get_queue_client(queue_name).send_message(content)
@@ -58,12 +62,14 @@ class HostInstance:
         needs_storage = any(f.trigger.type != "httpTrigger" or any(b.type == "queue" for b in f.outputs)
                             for f in self.functions)
         if needs_storage:
-            self.queue_service = storage.queue_service(self.settings)
+            queue_service = self.queue_service = storage.queue_service(self.settings)
             blob_service = storage.blob_service(self.settings)
         lease = int(self.settings.get("DEVHOST_QUEUE_LEASE_SECONDS") or DEFAULT_QUEUE_LEASE_SECONDS)
         for spec in self.functions:
+            listener: QueueListener | TimerListener
+            # Both clients exist here: a queue or timer trigger needs storage.
             if spec.trigger.type == "queueTrigger":
-                listener = QueueListener(spec, self.host_config.queues, self.queue_service, self.invoker,
+                listener = QueueListener(spec, self.host_config.queues, queue_service, self.invoker,
                                          lease, self.stopping)
             elif spec.trigger.type == "timerTrigger":
                 listener = TimerListener(spec, self.host_config.host_id, blob_service, self.invoker,

@@ -42,25 +42,26 @@ class Router:
     def __init__(self, functions: list[FunctionSpec], route_prefix: str):
         self.by_name = {f.name.lower(): f for f in functions}
         self.prefix = [p for p in route_prefix.split("/") if p]
-        http_functions = [f for f in functions if f.route is not None]
+        routes = [(f.route, f) for f in functions if f.route is not None]
         # Literal segments win over constrained parameters, which win over plain ones.
-        self.functions = sorted(http_functions, key=lambda f: f.route.specificity())
+        self.routes = sorted(routes, key=lambda pair: pair[0].specificity())
 
     def resolve(self, path: str, method: str) -> tuple[FunctionSpec, dict[str, str]] | None:
         parts = [p for p in path.split("/") if p]
         if [p.lower() for p in parts[:len(self.prefix)]] != [p.lower() for p in self.prefix]:
             return None
         rest = "/".join(parts[len(self.prefix):])
-        for spec in self.functions:
+        for route, spec in self.routes:
             if method not in spec.methods:
                 continue
-            values = spec.route.match(rest)
+            values = route.match(rest)
             if values is not None:
                 return spec, values
         return None
 
 
 class _Server(ThreadingHTTPServer):
+    server_address: tuple[str, int]  # an AF_INET server's (host, port)
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
@@ -72,6 +73,7 @@ class _Server(ThreadingHTTPServer):
 
 def _make_handler(router: Router, keys: HostKeys, invoker: Invoker):
     class Handler(BaseHTTPRequestHandler):
+        server: _Server
         protocol_version = "HTTP/1.1"
         server_version = "devhost"
         # Headers and body go out in two writes; with Nagle's algorithm on, the second waits
@@ -92,7 +94,8 @@ def _make_handler(router: Router, keys: HostKeys, invoker: Invoker):
 
         def _read_body(self) -> bytes | None:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks, total = [], 0
+                chunks: list[bytes] = []
+                total = 0
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:

@@ -42,6 +42,8 @@ class Invoker:
 
     def invoke(self, spec: FunctionSpec, trigger_value):
         """Run the function on the worker; return the value of its http output, if it has one."""
+        if spec.entry is None:
+            raise ValueError(f"function {spec.name} has no entry point (load it with config.load_function)")
         outs = {b.name: Out() for b in spec.outputs if b.name != "$return"}
         result = self.worker.run(spec.name, spec.entry, {spec.trigger.name: trigger_value, **outs})
         http_value = None

@@ -112,7 +112,7 @@ def parse(expression: str) -> Schedule:
         raise ScheduleError(
             f"'{expression}' has {len(fields)} fields; NCRONTAB needs six: "
             "{second} {minute} {hour} {day} {month} {day-of-week}")
-    parsed = [_parse_field(text, *spec[1:], spec[0]) for text, spec in zip(fields, _FIELDS)]
+    parsed = [_parse_field(text, *spec[1:], spec[0]) for text, spec in zip(fields, _FIELDS, strict=True)]
     weekdays = frozenset(d % 7 for d in parsed[5][0])
     schedule = Schedule(expression, parsed[0][0], parsed[1][0], parsed[2][0], parsed[3][0],
                         parsed[4][0], weekdays, parsed[3][1], parsed[5][1])

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from urllib.parse import unquote
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 
 class RouteTemplateError(ValueError):
@@ -95,7 +95,7 @@ def _constraint(spec: str):
 @dataclass
 class _Segment:
     literal: str | None = None
-    name: str | None = None
+    name: str = ""  # a parameter's; literals have none
     optional: bool = False
     catch_all: bool = False
     checks: list = field(default_factory=list)

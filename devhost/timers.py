@@ -23,6 +23,7 @@ from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 
 from devhost.config import FunctionSpec
 from devhost.invoker import Invoker
+from devhost.ncrontab import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +36,28 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def uses_monitor(spec: FunctionSpec) -> bool:
-    if "useMonitor" in spec.trigger.raw:
-        return bool(spec.trigger.raw["useMonitor"])
+def uses_monitor(trigger: dict, schedule: Schedule) -> bool:
+    if "useMonitor" in trigger:
+        return bool(trigger["useMonitor"])
     # The host monitors schedules whose occurrences are at least a minute apart.
-    first = spec.schedule.next_after(dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc))
-    return (spec.schedule.next_after(first) - first) >= dt.timedelta(minutes=1)
+    first = schedule.next_after(dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc))
+    return (schedule.next_after(first) - first) >= dt.timedelta(minutes=1)
 
 
 class TimerListener:
     def __init__(self, spec: FunctionSpec, host_id: str, service: BlobServiceClient, invoker: Invoker,
                  stopping: threading.Event):
+        if spec.schedule is None:
+            raise ValueError(f"function {spec.name} has no timer schedule")
         self.spec = spec
+        self.schedule = spec.schedule
         self.invoker = invoker
         self.stopping = stopping
         self.container = service.get_container_client(HOSTS_CONTAINER)
         self.lock_blob = self.container.get_blob_client(f"locks/{host_id}/{spec.name}.Listener")
         self.status_blob = self.container.get_blob_client(f"timers/{host_id}/{spec.name}/status")
         self.lease: BlobLeaseClient | None = None
-        self.monitor = uses_monitor(spec)
+        self.monitor = uses_monitor(spec.trigger.raw, self.schedule)
 
     def start(self) -> None:
         try:
@@ -76,6 +80,9 @@ class TimerListener:
         return True
 
     def _renew(self) -> bool:
+        """Renew the lock; False when it is not held or was just lost."""
+        if self.lease is None:
+            return False
         try:
             self.lease.renew()
             return True
@@ -96,7 +103,7 @@ class TimerListener:
                     self._fire(past_due=False)
                     continue
             status = self._read_status() if self.monitor else {}
-            due = self._stored_next(status) or self.spec.schedule.next_after(_utcnow())
+            due = self._stored_next(status) or self.schedule.next_after(_utcnow())
             if due <= _utcnow():
                 self._fire(past_due=True)
                 continue
@@ -135,7 +142,7 @@ class TimerListener:
 
     def _keep_lock(self, stop: threading.Event) -> None:
         while not stop.wait(RENEW_EVERY):
-            if self.lease is None or not self._renew():
+            if not self._renew():
                 return
 
     def _read_status(self) -> dict:
@@ -153,7 +160,7 @@ class TimerListener:
 
     def _write_status(self, last: dt.datetime) -> None:
         now = _utcnow()
-        status = {"Last": last.isoformat(), "Next": self.spec.schedule.next_after(now).isoformat(),
+        status = {"Last": last.isoformat(), "Next": self.schedule.next_after(now).isoformat(),
                   "LastUpdated": now.isoformat()}
         try:
             self.status_blob.upload_blob(json.dumps(status), overwrite=True)

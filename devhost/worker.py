@@ -59,18 +59,19 @@ class Worker:
             future: Future = asyncio.run_coroutine_threadsafe(entry(**arguments), self.loop)
         else:
             future = self.pool.submit(entry, **arguments)
-        deadline = time.monotonic() + self.function_timeout if self.function_timeout else None
+        timeout = self.function_timeout  # None or 0: no limit
+        started = time.monotonic()
         while True:
-            wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS, max(0.0, deadline - time.monotonic()))
+            wait = min(POLL_SECONDS, max(0.0, started + timeout - time.monotonic())) if timeout else POLL_SECONDS
             try:
                 return future.result(timeout=wait)
             except FutureTimeout:
                 pass
             if self.restarting.is_set():
                 raise InvocationFailed("the worker process restarted while this invocation ran")
-            if deadline is not None and time.monotonic() >= deadline:
+            if timeout and time.monotonic() >= started + timeout:
                 log.error("Timeout value of %s exceeded by function '%s'; restarting the worker process",
-                          _timespan(self.function_timeout), name)
+                          _timespan(timeout), name)
                 self.restart()
                 raise InvocationFailed(f"function {name} passed functionTimeout")
 

@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from batchpool import render
-from batchpool.client import (ApiError, JobsClient, OperatorClient, PoolClient, Unreachable, download,
-                              jobs_endpoint, mask)
+from batchpool.client import (
+    ApiError,
+    JobsClient,
+    OperatorClient,
+    PoolClient,
+    Unreachable,
+    download,
+    jobs_endpoint,
+    mask,
+)
 from batchpool.config import SECRETS, SETTINGS, ConfigError, Settings
 
 OK, JOB_DID_NOT_FINISH, USAGE, REFUSED, UNAVAILABLE, INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -373,10 +381,11 @@ def jobs_submit(ctx: Context) -> int:
         return OK
     ctx.note(f"job {job_id} submitted and started")
     final = follow(ctx, client, job_id, args.interval)
-    downloaded = _download_all(ctx, final, Path(args.download_dir), path.stem) if final["StatusCode"] == "Finished" else []
+    finished = final["StatusCode"] == "Finished"
+    downloaded = _download_all(ctx, final, Path(args.download_dir), path.stem) if finished else []
     if ctx.json:
         print(render.as_json({**_shown(final), "Downloaded": downloaded}))
-    return OK if final["StatusCode"] == "Finished" else JOB_DID_NOT_FINISH
+    return OK if finished else JOB_DID_NOT_FINISH
 
 
 def _download_all(ctx: Context, job: dict, folder: Path, stem: str) -> list[dict]:
@@ -447,7 +456,7 @@ def _parser() -> argparse.ArgumentParser:
     def common_options(defaults: bool) -> argparse.ArgumentParser:
         # Accepted before or after the command; a command's parser leaves unset ones alone.
         common = argparse.ArgumentParser(add_help=False)
-        given = {} if defaults else {"default": argparse.SUPPRESS}
+        given: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
         common.add_argument("--profile", help="profile of the config file (default: $BATCHPOOL_PROFILE or 'default')",
                             **given)
         common.add_argument("--base-url", help="the service's address (default http://127.0.0.1:7071)", **given)
@@ -475,10 +484,13 @@ def _parser() -> argparse.ArgumentParser:
         if not secret and name != "base_url":  # --base-url is a common option, saved below
             conf.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"save {name} (else ${variable})")
     conf.add_argument("--set", action="append", metavar="SETTING", choices=list(SETTINGS),
-                      help=f"read one setting ({', '.join(SECRETS)}, ...) at a hidden prompt or from stdin, and save it")
+                      help=f"read one setting ({', '.join(SECRETS)}, ...) at a hidden prompt or from stdin, "
+                           "and save it")
 
-    accounts = groups.add_parser("accounts", help="operator: Batch Pool accounts").add_subparsers(dest="command", required=True)
-    sub = command(accounts, "create", accounts_create, "create an account (its keys are saved to the profile, never printed)")
+    accounts = groups.add_parser("accounts", help="operator: Batch Pool accounts").add_subparsers(
+        dest="command", required=True)
+    sub = command(accounts, "create", accounts_create,
+                  "create an account (its keys are saved to the profile, never printed)")
     sub.add_argument("account_id")
     sub.add_argument("--subscription", required=True)
     sub.add_argument("--max-pools", type=int, required=True)
@@ -490,7 +502,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("account_id", nargs="?")
     sub.add_argument("--key", choices=("primary", "secondary"), required=True)
 
-    services = groups.add_parser("services", help="operator: web services").add_subparsers(dest="command", required=True)
+    services = groups.add_parser("services", help="operator: web services").add_subparsers(
+        dest="command", required=True)
     sub = command(services, "create", services_create, "register a web service (its API key is saved to the profile)",
                   subscription=True)
     sub.add_argument("service_id")
@@ -529,7 +542,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--interval", type=float, default=2.0, help="seconds between redraws")
     sub.add_argument("--count", type=int, help="stop after this many redraws")
 
-    sub = command(groups, "usage", usage, "compute hours per hour, per pool and per plan, and the savings", account=True)
+    sub = command(groups, "usage", usage, "compute hours per hour, per pool and per plan, and the savings",
+                  account=True)
     sub.add_argument("--pool", help="only this pool")
     sub.add_argument("--plan", help="operator: this billing plan across every account (master key)")
     sub.add_argument("--from", dest="start", help="ISO 8601 start (default 24 hours ago)")

@@ -129,7 +129,8 @@ class OperatorClient:
         return self._http.call("GET", f"{self.api}/accounts")["Accounts"]
 
     def regenerate_key(self, account_id: str, key_name: str) -> JSON:
-        return self._http.call("POST", f"{self.api}/accounts/{_segment(account_id)}/keys/{_segment(key_name)}/regenerate")
+        return self._http.call("POST",
+                               f"{self.api}/accounts/{_segment(account_id)}/keys/{_segment(key_name)}/regenerate")
 
     def _service_url(self, subscription_id: str, service_id: str) -> str:
         return f"{self.api}/subscriptions/{_segment(subscription_id)}/services/{_segment(service_id)}"

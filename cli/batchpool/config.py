@@ -66,16 +66,19 @@ class Settings:
         if os.environ.get(variable):
             return os.environ[variable]
         parser = _read(config_path())
-        if parser.has_section(self.profile) and parser.get(self.profile, name, fallback=""):
-            return parser.get(self.profile, name)
+        if parser.has_section(self.profile):
+            saved = parser.get(self.profile, name, fallback="")
+            if saved:
+                return saved
         return DEFAULT_BASE_URL if name == "base_url" else None
 
     def need(self, name: str, hint: str) -> str:
         value = self.get(name)
         if not value:
             variable, secret = SETTINGS[name]
+            flag = f"--{name.replace('_', '-')}"
             how = (f"set {variable}, or run `batchpool configure --set {name}`" if secret
-                   else f"pass --{name.replace('_', '-')}, set {variable}, or run `batchpool configure --{name.replace('_', '-')} ...`")
+                   else f"pass {flag}, set {variable}, or run `batchpool configure {flag} ...`")
             raise ConfigError(f"no {name.replace('_', ' ')} for profile '{self.profile}' ({hint}): {how}")
         return value
 

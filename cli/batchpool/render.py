@@ -157,7 +157,8 @@ def job_details(job: dict) -> list[tuple[str, str]]:
     cost = job.get("Cost")
     if cost:
         lines.append(("Cost", f"{cost['ComputeSeconds']:,} VM-s own + {cost['AllocatedIdleSeconds']:,} VM-s idle share"
-                              f" = {cost['ComputeHours']:.4f} compute hours{'' if cost['Final'] else ' (not final yet)'}"))
+                              f" = {cost['ComputeHours']:.4f} compute hours"
+                              f"{'' if cost['Final'] else ' (not final yet)'}"))
     for attempt in job.get("AttemptOutcomes") or []:
         reason = f": {attempt['Reason']}" if attempt.get("Reason") else ""
         lines.append((f"Attempt {attempt['Attempt']}", f"{attempt['Outcome']}{reason}"))
