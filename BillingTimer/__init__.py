@@ -3,10 +3,10 @@ import logging
 
 import azure.functions as func
 
-from shared import usage
+from shared import ledger
 
 
 def main(timer: func.TimerRequest) -> None:
-    figures = usage.accrue_all()
+    figures = ledger.accrue_all()
     logging.getLogger(__name__).info("billing tick pools=%s operations=%s past_due=%s",
                                      figures["pools"], figures["operations"], timer.past_due)

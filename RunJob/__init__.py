@@ -2,8 +2,8 @@
 long slice waits on the worker's event loop, not in the thread pool HTTP calls need)."""
 import azure.functions as func
 
-from shared import dispatch, execution
+from shared import runner
 
 
 async def main(msg: func.QueueMessage) -> None:
-    await execution.run_job_off_the_worker(*dispatch.job_of_message(msg.get_body()))
+    await runner.run_off_the_worker(msg.get_body())

@@ -1,5 +1,5 @@
-"""Timer (every 10 s): re-tick pools, finish half-ended jobs, hand stale runs to another instance,
-remove kept outputs past their retention."""
+"""Timer (every 10 s): re-tick active pools, hand stale runs to another instance, finish
+half-done pool creates and deletes, remove outputs and ended jobs past their retention."""
 import logging
 
 import azure.functions as func

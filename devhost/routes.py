@@ -156,10 +156,6 @@ class RouteTemplate:
         segment.checks = [_constraint(spec) for spec in parts[1:]]
         return segment
 
-    @property
-    def parameter_names(self) -> list[str]:
-        return [s.name for s in self.segments if s.name]
-
     def specificity(self) -> tuple:
         """Sort key: literal segments beat constrained parameters beat plain ones."""
         ranks = []

@@ -8,8 +8,15 @@ from typing import Callable
 
 import azure.functions as func
 
-from shared.errors import (BatchPoolError, InvalidRequest, NotFound, PayloadTooLarge, Unauthorized,
-                           UnsupportedMediaType, envelope)
+from shared.errors import (
+    BatchPoolError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    envelope,
+)
 from shared.settings import get_settings
 from shared.storage import storage_guard
 from shared.validation import ID_RULE, is_valid_id

@@ -33,9 +33,10 @@ def may_begin(attempts_begun: int, max_retries: int) -> bool:
     return attempts_begun < 1 + max_retries
 
 
-def backoff_seconds(attempts_begun: int) -> int:
-    """How long to wait before the next attempt: doubling from 2 s, at most a minute."""
-    return min(BACKOFF_MOST_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(attempts_begun - 1, 0))
+def backoff_seconds(attempts_begun: int, first: int = BACKOFF_FIRST_SECONDS, most: int = BACKOFF_MOST_SECONDS) -> int:
+    """How long to wait before the next attempt: doubling from `first` (a job's run: 2 s), at
+    most `most` (a minute). Push event deliveries use it too, with their own settings."""
+    return min(most, first * 2 ** max(attempts_begun - 1, 0))
 
 
 def outcomes(stored: str | None) -> list[dict]:

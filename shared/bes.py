@@ -10,17 +10,15 @@ storage under a path of the job's own.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared.attempts import MAX_QUEUED_SECONDS_CEILING, MAX_RETRIES_CEILING
 from shared.errors import InvalidRequest
 from shared.storage.connections import InvalidConnection, endpoint_url
 from shared.storage.connections import parse_connection_string as connection_account
-from shared.attempts import MAX_QUEUED_SECONDS_CEILING, MAX_RETRIES_CEILING
-from shared.validation import int_field, is_valid_id
+from shared.validation import int_field, is_container_name, is_valid_id
 
-CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 LOCATION_FIELDS = ("ConnectionString", "BaseLocation", "RelativeLocation", "SasBlobToken")
 REQUEST_FIELDS = ("Input", "Inputs", "Outputs", "GlobalParameters", "AzureBatchPoolId", "MaxQueuedSeconds",
                   "MaxRetries", "NotificationUrl")
@@ -122,7 +120,7 @@ def _relative(relative, where: str) -> tuple[str, str]:
     if not isinstance(relative, str) or "/" not in relative.strip("/"):
         raise _refused(where, "must be 'container/path/to/blob'")
     container, _, blob = relative.strip("/").partition("/")
-    if not CONTAINER.fullmatch(container):
+    if not is_container_name(container):
         raise _refused(where, f"'{container}' is not a valid container name (3-63 lower-case letters, digits "
                               "and single hyphens)")
     if len(blob) > 1024 or any(ord(c) < 32 for c in blob):
@@ -194,12 +192,12 @@ def parse_request(body: dict, input_names: list[str], output_names: list[str]) -
 def request_from_stored(stored: dict) -> JobRequest:
     """The request as kept in the job row (already checked at submit)."""
     return JobRequest(parse_location(stored["Input"], "Input"),
-                      {n: parse_location(l, f"Outputs.{n}", stored=True) for n, l in stored["Outputs"].items()},
+                      {n: parse_location(loc, f"Outputs.{n}", stored=True) for n, loc in stored["Outputs"].items()},
                       stored.get("GlobalParameters") or {}, stored.get("AzureBatchPoolId"))
 
 
 def request_to_stored(request: JobRequest) -> dict:
-    return {"Input": request.input.to_dict(), "Outputs": {n: l.to_dict() for n, l in request.outputs.items()},
+    return {"Input": request.input.to_dict(), "Outputs": {n: loc.to_dict() for n, loc in request.outputs.items()},
             "GlobalParameters": request.global_parameters, "AzureBatchPoolId": request.pool_id}
 
 
@@ -207,7 +205,7 @@ def _as_pattern(allowed: str) -> str:
     """An allow-list entry as a host[:port] pattern (entries may also be whole endpoints)."""
     if "://" in allowed:
         parts = urlsplit(allowed)
-        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
     return allowed
 
 

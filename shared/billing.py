@@ -51,7 +51,8 @@ def seconds_between(vms: list[dict], start: dt.datetime, end: dt.datetime, until
 
 def hours_touched(since: dt.datetime, until: dt.datetime) -> list[dt.datetime]:
     """The hour buckets an accrual from `since` to `until` must (re)write."""
-    hours, hour = [], hour_of(since)
+    hours: list[dt.datetime] = []
+    hour = hour_of(since)
     while hour <= until and (hour < until or not hours):
         hours.append(hour)
         hour += HOUR
@@ -74,7 +75,7 @@ def fold_key(vm: dict) -> str:
 def is_folded(vm: dict, pool: dict) -> bool:
     """Whether this VM's seconds are already in the pool row's folded total."""
     through = pool.get("FoldedThrough")
-    return bool(through) and vm["State"] == vms.DELETED and fold_key(vm) <= through
+    return through is not None and vm["State"] == vms.DELETED and fold_key(vm) <= through
 
 
 def foldable(pool: dict, pool_vms: list[dict], until: dt.datetime, room: int) -> list[dict]:

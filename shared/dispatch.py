@@ -1,29 +1,30 @@
-"""FIFO dispatch of waiting jobs onto idle VMs.
+"""FIFO dispatch of a pool's waiting jobs onto its idle VMs.
 
-`tick(partition, pool)` pairs the pool's idle VMs with the oldest waiting jobs; each pair is
-claimed in one etag-conditional transaction (VM Idle -> Busy, wait row removed, run row
-Waiting -> Running), so a VM never takes two jobs and a job never takes two VMs, however
-many instances tick the same pool at once. Finding the next jobs reads the first rows of
-the pool's wait range: the cost does not depend on how many jobs wait.
+`tick(partition)` pairs the pool's idle VMs with the oldest wait rows; each pair is claimed
+in one etag-conditional transaction (`lifecycle.claim_vm`), so a VM never takes two jobs and
+a job never takes two VMs, however many instances tick the same pool at once. It reads the
+first rows of the pool's wait range and its live VMs, side by side: the cost does not depend
+on how many jobs wait. A job that ends hands its VM to the head of the queue itself
+(`shared.runner`); ticks catch up on VMs that became free otherwise (provisioned, resized,
+a lost message).
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import random
 import threading
 import time
 
-from shared import attempts, clock, events, layout, runs, vms
-from shared.storage import POOLS, WriteConflict, get_queues, get_store
+from shared import attempts, clock, layout, lifecycle, moves, vms
+from shared.storage import POOLS, WriteConflict, concurrently, get_store
+from shared.storage.tables import Row
 
 log = logging.getLogger(__name__)
 
-TICK_QUEUE = "schedule-tick"
-RUN_QUEUE = "run-job"
 MAX_ROUNDS = 50
 CANCEL_BATCH = 200
+_LIVE = "State ne @deleted"
 
 
 def idle_vms(pool_vms: list[dict], now: dt.datetime) -> list[dict]:
@@ -33,15 +34,35 @@ def idle_vms(pool_vms: list[dict], now: dt.datetime) -> list[dict]:
 
 def pair_idle_vms(pool_vms: list[dict], heads: list[dict], now: dt.datetime) -> list[tuple[dict, dict]]:
     """Idle VMs in a stable order, matched with the waiting jobs in FIFO order."""
-    return list(zip(idle_vms(pool_vms, now), heads))
+    return list(zip(idle_vms(pool_vms, now), heads, strict=False))  # the shorter decides
 
 
-def live_vms(partition: str, pool_id: str) -> list[dict]:
-    """The pool's VMs that are not deleted: all that dispatch looks at. Deleted VMs keep their
-    rows for billing, so a pool with a long resize history would otherwise make every claim
-    read them all."""
-    return get_store().rows(POOLS, partition, layout.vm_prefix(pool_id), condition="State ne @deleted",
-                            parameters={"deleted": vms.DELETED})
+def live_vms(partition: str) -> list[dict]:
+    """The pool's VMs that are not deleted: all that dispatch looks at."""
+    return get_store().rows(POOLS, partition, layout.VM_PREFIX, condition=_LIVE, parameters={"deleted": vms.DELETED})
+
+
+def heads(partition: str, limit: int = vms.MAX_VMS_PER_POOL) -> list[dict]:
+    """The first wait rows of the pool's queue, first in line first."""
+    return get_store().rows(POOLS, partition, layout.WAIT_PREFIX, limit=limit)
+
+
+# How many idle VMs a start reads to choose from (concurrent starts then rarely race for one).
+START_CHOICES = 8
+
+
+def head_or_free_vms(partition: str) -> tuple[bool, list[dict]]:
+    """One range read: whether anyone waits (the queue's head comes first) and, if nobody
+    does, some of the VMs that are idle (by the clock: provisioned ones count)."""
+    low, high = layout.QUEUE_AND_VMS
+    found = get_store().key_range(
+        POOLS, partition, low, high, limit=START_CHOICES,
+        condition="( State eq @waiting or State eq @idle or ( State eq @provisioning and ProvisionedAt le @now ) )",
+        parameters={"waiting": lifecycle.WAITING, "idle": vms.IDLE, "provisioning": vms.PROVISIONING,
+                    "now": clock.utcnow()})
+    if found and found[0]["RowKey"].startswith(layout.WAIT_PREFIX):
+        return True, []
+    return False, found
 
 
 class _PoolTicks:
@@ -49,7 +70,7 @@ class _PoolTicks:
     for a pass that began after they asked (so no idle VM is left unpaired), instead of
     racing it for the same rows."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.changed = threading.Condition()
         self.asked = 0
         self.covered = 0
@@ -57,16 +78,16 @@ class _PoolTicks:
         self.last_started: dict[str, tuple[str, dt.datetime]] = {}
 
 
-_pool_ticks: dict[tuple[str, str], _PoolTicks] = {}
+_pool_ticks: dict[str, _PoolTicks] = {}
 _pool_ticks_lock = threading.Lock()
 WAIT_FOR_PASS_SECONDS = 30
 
 
-def tick(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
+def tick(partition: str) -> dict[str, tuple[str, dt.datetime]]:
     """Start as many waiting jobs as the pool has idle VMs; returns job id -> (VM, start time)
     of the jobs started by the pass that covered this call."""
     with _pool_ticks_lock:
-        ticks = _pool_ticks.setdefault((partition, pool_id), _PoolTicks())
+        ticks = _pool_ticks.setdefault(partition, _PoolTicks())
     with ticks.changed:
         ticks.asked += 1
         wanted = ticks.asked
@@ -80,7 +101,7 @@ def tick(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
         while True:
             with ticks.changed:
                 covering = ticks.asked
-            this_pass = _pair_waiting_jobs(partition, pool_id)
+            this_pass = _pair_waiting_jobs(partition)
             started.update(this_pass)
             with ticks.changed:
                 ticks.covered = covering
@@ -96,24 +117,22 @@ def tick(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
         raise
 
 
-def _pair_waiting_jobs(partition: str, pool_id: str) -> dict[str, tuple[str, dt.datetime]]:
-    store = get_store()
-    started = {}
+def _pair_waiting_jobs(partition: str) -> dict[str, tuple[str, dt.datetime]]:
+    started: dict[str, tuple[str, dt.datetime]] = {}
     for _ in range(MAX_ROUNDS):
-        heads = store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=vms.MAX_VMS_PER_POOL)
-        if not heads:
+        waiting, pool_vms = concurrently(lambda: heads(partition), lambda: live_vms(partition))
+        if not waiting:
             return started
         now = clock.utcnow()
-        heads = _in_time(partition, heads, now)
-        pool_vms = live_vms(partition, pool_id)
-        pairs = pair_idle_vms(pool_vms, heads, now)
+        waiting = in_time(waiting, now)
+        pairs = pair_idle_vms(pool_vms, waiting, now)
         if not pairs:
             if not any(vms.is_live(vm) for vm in pool_vms):
-                _cancel_if_pool_gone(partition, pool_id)
+                _cancel_if_pool_gone(partition)
             return started
         lost_race = False
         for vm, head in pairs:
-            if _claim(partition, vm, head, now):
+            if claim(vm, head, now):
                 started[head["JobId"]] = (vm["VmId"], now)
             else:
                 lost_race = True
@@ -125,110 +144,84 @@ def _pair_waiting_jobs(partition: str, pool_id: str) -> dict[str, tuple[str, dt.
     return started
 
 
-def _in_time(partition: str, heads: list[dict], now: dt.datetime) -> list[dict]:
+def in_time(waiting: list[dict], now: dt.datetime) -> list[dict]:
     """The waiting jobs still within their MaxQueuedSeconds; the others are cancelled here, so
     a job past its cap never starts, even between two sweeps."""
     kept = []
-    for head in heads:
-        if attempts.waited_too_long(head.get("Deadline"), now):
-            run = runs.get_run(partition, head["JobId"])
-            if run is not None and runs.expire_waiting(run, now):
-                log.info("job waited too long job=%s pool=%s", head["JobId"], head.get("PoolId"))
+    for wait in waiting:
+        if attempts.waited_too_long(wait.get("Deadline"), now):
+            try:
+                moves.write(lifecycle.expire(wait, now))
+                log.info("job waited too long job=%s partition=%s", wait["JobId"], wait["PartitionKey"])
+            except WriteConflict:
+                pass
             continue
-        kept.append(head)
+        kept.append(wait)
     return kept
 
 
-def start_at_once(run: dict, pool_vms: list[dict]) -> tuple[str, dt.datetime] | None:
-    """Create a new run directly on an idle VM, for a job that found nobody waiting: one
-    transaction (run row created Running, VM Idle -> Busy on its etag). Returns (VM, start
-    time), or None if no VM was idle or the VM or run changed meanwhile (then the job queues)."""
-    now = clock.utcnow()
-    idle = idle_vms(pool_vms, now)
-    if not idle:
-        return None
-    vm = random.choice(idle)  # concurrent starts then rarely race for the same VM
-    vm.update({"State": vms.BUSY, "JobId": run["JobId"], "BusySince": now})
-    running = {**run, "State": runs.RUNNING, "WaitKey": "", "VmKey": vm["RowKey"], "VmId": vm["VmId"],
-               "StartTime": now, "HeartbeatAt": now}
+def next_in_time(waiting: list[dict], now: dt.datetime) -> dict | None:
+    """The queue's head, if it may still start (one past its MaxQueuedSeconds is left to a tick)."""
+    if waiting and not attempts.waited_too_long(waiting[0].get("Deadline"), now):
+        return waiting[0]
+    return None
+
+
+def claim(vm: dict, wait: dict, now: dt.datetime) -> bool:
+    """The head of the queue onto an idle VM, all or nothing; then its run message."""
     try:
-        get_store().transact(POOLS, [("create", running), ("replace", vm)])
-    except WriteConflict:
-        return None
-    _announce_start(run["PartitionKey"], run["JobId"], run["PoolId"], vm["VmId"], bool(run.get("NotificationUrl")))
-    return vm["VmId"], now
-
-
-def _announce_start(partition: str, job_id: str, pool_id: str, vm_id: str, notify: bool) -> None:
-    get_queues().send(RUN_QUEUE, {"Partition": partition, "JobId": job_id})
-    log.info("job started job=%s pool=%s vm=%s", job_id, pool_id, vm_id)
-    if notify:
-            events.emit(job_id, events.STARTED, {"StatusCode": runs.RUNNING, "VmId": vm_id, "AzureBatchPoolId":
-                                             None if partition == layout.CLASSIC_PARTITION else pool_id},
-                    once=events.STARTED, unless=(events.ENDED,))
-
-
-def _cancel_if_pool_gone(partition: str, pool_id: str) -> None:
-    pool = get_store().get(POOLS, partition, layout.pool_key(pool_id))
-    if pool is None or pool["State"] != "Active":
-        cancel_waiting(partition, pool_id, f"pool {pool_id} was deleted before the job could start")
-
-
-def _claim(partition: str, vm: dict, head: dict, now: dt.datetime) -> bool:
-    """VM Idle -> Busy, wait row removed, run row Running: all or nothing. The wait row's
-    etag-conditional delete is what a concurrent cancel or claim of the same job loses on."""
-    store = get_store()
-    vm.update({"State": vms.BUSY, "JobId": head["JobId"], "BusySince": now})
-    run_changes = {"PartitionKey": partition, "RowKey": layout.run_key(head["JobId"]), "State": runs.RUNNING,
-                   "VmKey": vm["RowKey"], "VmId": vm["VmId"], "StartTime": now, "HeartbeatAt": now, "RunnerId": ""}
-    try:
-        store.transact(POOLS, [("replace", vm), ("delete", head), ("merge", run_changes)])
+        moves.write(lifecycle.claim_vm(wait, vm, now))
     except WriteConflict:
         return False
-    _announce_start(partition, head["JobId"], head.get("PoolId"), vm["VmId"], bool(head.get("Notify")))
+    moves.send_run({"PartitionKey": wait["PartitionKey"], "JobId": wait["JobId"]})
+    log.info("job started job=%s partition=%s vm=%s", wait["JobId"], wait["PartitionKey"], vm["VmId"])
     return True
 
 
-def pool_of_message(body: bytes) -> tuple[str, str]:
-    message = json.loads(body)
-    return message["Partition"], message["PoolId"]
+def start_at_once(job: Row, free: list[dict]) -> tuple[str, dt.datetime] | None:
+    """Start a job that found nobody waiting on one of the VMs that looked idle: one
+    transaction on both etags. Returns (VM, start time), or None if no VM was idle or the job
+    or VM changed meanwhile (then the job queues)."""
+    now = clock.utcnow()
+    idle = idle_vms(free, now)
+    if not idle:
+        return None
+    vm = random.choice(idle)
+    try:
+        moves.write(lifecycle.start_now(job, vm, now))
+    except WriteConflict:
+        return None
+    moves.send_run(job, vm)
+    log.info("job started job=%s partition=%s vm=%s", job["JobId"], job["PartitionKey"], vm["VmId"])
+    return vm["VmId"], now
 
 
-def job_of_message(body: bytes) -> tuple[str, str]:
-    message = json.loads(body)
-    return message["Partition"], message["JobId"]
+def _cancel_if_pool_gone(partition: str) -> None:
+    pool = get_store().get(POOLS, partition, layout.POOL_ROW)
+    if pool is None or pool["State"] != "Active":
+        cancel_waiting(partition, f"pool {pool['PoolId'] if pool else ''} was deleted before the job could start")
 
 
-def tick_later(partition: str, pool_id: str, delay_seconds: int = 0) -> None:
-    """Ask a ScheduleTick to look at the pool (after the delay, e.g. when new VMs are ready)."""
-    get_queues().send(TICK_QUEUE, {"Partition": partition, "PoolId": pool_id},
-                     delay_seconds=delay_seconds + 1 if delay_seconds else 0)
+def waiting_count(partition: str) -> int:
+    return get_store().count(POOLS, partition, layout.WAIT_PREFIX)
 
 
-def waiting_count(partition: str, pool_id: str) -> int:
-    return get_store().count(POOLS, partition, layout.wait_prefix(pool_id))
-
-
-def waiting_jobs(partition: str, pool_id: str) -> list[str]:
+def waiting_jobs(partition: str) -> list[str]:
     """The ids of the pool's waiting jobs, first in line first (read from the keys alone)."""
-    return [row["RowKey"].rsplit("|", 1)[1]
-            for row in get_store().rows(POOLS, partition, layout.wait_prefix(pool_id), select=["RowKey"])]
+    return [layout.job_of_wait_key(row["RowKey"])
+            for row in get_store().rows(POOLS, partition, layout.WAIT_PREFIX, select=["RowKey"])]
 
 
-def cancel_waiting(partition: str, pool_id: str, reason: str) -> int:
+def cancel_waiting(partition: str, reason: str) -> int:
     """End the pool's waiting jobs Cancelled (up to a batch; more are left to the next tick)."""
-    store = get_store()
     cancelled = 0
-    for head in store.rows(POOLS, partition, layout.wait_prefix(pool_id), limit=CANCEL_BATCH):
-        run = runs.get_run(partition, head["JobId"])
-        if run is None or run["State"] != runs.WAITING:
-            continue
+    now = clock.utcnow()
+    for wait in heads(partition, CANCEL_BATCH):
         try:
-            runs.end_run(run, runs.CANCELLED, reason)
+            moves.write(lifecycle.end_waiting(wait, reason, now))
         except WriteConflict:
             continue
-        runs.finalize(run)
         cancelled += 1
     if cancelled == CANCEL_BATCH:
-        tick_later(partition, pool_id)
+        moves.tick_later(partition)
     return cancelled

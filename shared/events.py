@@ -24,11 +24,12 @@ from urllib.parse import urlsplit
 
 import requests
 
-from shared import clock, signing
+from shared import attempts, clock, lifecycle, signing
 from shared.bes import host_allowed
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import SERVICES, WriteConflict, get_queues, get_store
+from shared.validation import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,8 @@ LEASE_SECONDS = 90
 BUSY_RETRY_SECONDS = 2
 MOST_BACKOFF_SECONDS = 3600
 MAX_URL_LENGTH = 2048
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-# The kinds of event, in the order a job can go through them.
-SUBMITTED, QUEUED, STARTED, PROGRESS = "Submitted", "Queued", "Started", "Progress"
-ENDED = "Ended"  # the one-time name of whichever of Finished, Failed or Cancelled came
+SUBMITTED = lifecycle.SUBMITTED
 
 
 def event_key(sequence: int) -> str:
@@ -61,7 +59,7 @@ def check_url(url, field: str) -> str | None:
         raise InvalidRequest(f"{field} must be an https URL of at most {MAX_URL_LENGTH} characters", "InvalidValue",
                              field)
     parts = urlsplit(url.strip())
-    loopback = (parts.hostname or "") in _LOOPBACK
+    loopback = is_loopback(parts.hostname)
     if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not loopback) or not parts.hostname \
             or parts.username or parts.password or parts.fragment:
         raise InvalidRequest(f"{field} must be an https URL (http only on a loopback address), without a user "
@@ -121,12 +119,16 @@ def emit(job_id: str, kind: str, fields: dict, once: str | None = None, unless: 
         log.exception("event not written job=%s type=%s", job_id, kind)
 
 
+def forget(job_id: str) -> None:
+    """Remove a job's events (its retention is over)."""
+    store = get_store()
+    rows = store.rows(EVENTS, job_id, "", select=["PartitionKey", "RowKey"])
+    for first in range(0, len(rows), 100):
+        store.transact(EVENTS, [("delete", row) for row in rows[first:first + 100]])
+
+
 def _wake(job_id: str, delay_seconds: int = 0) -> None:
     get_queues().send(EVENTS_QUEUE, {"JobId": job_id}, delay_seconds=delay_seconds)
-
-
-def backoff_seconds(attempts: int, first: int) -> int:
-    return min(MOST_BACKOFF_SECONDS, first * 2 ** max(attempts - 1, 0))
 
 
 def _take_lease(job_id: str, holder: str) -> dict | None:
@@ -161,7 +163,7 @@ def _hold(job_id: str, holder: str, seconds: int) -> None:
 
 def _secret(stream: dict) -> str | None:
     service = get_store().get(SERVICES, stream["SubscriptionId"], stream["ServiceId"])
-    return (service or {}).get("WebhookSecret") or None
+    return service.get("WebhookSecret") or None if service else None
 
 
 def _post(url: str, secret: str, body: str, kind: str, attempt: int) -> tuple[bool, str]:
@@ -200,10 +202,11 @@ def deliver(job_id: str) -> dict:
             event["Attempts"] = (event.get("Attempts") or 0) + 1
             refused = _refusal(stream)
             secret = None if refused else _secret(stream)
-            if not refused and secret is None:
-                refused = "the web service has no webhook secret: regenerate it to sign its events"
-            ok, outcome = (False, refused) if refused else _post(stream["Url"], secret, event["Body"], event["Type"],
-                                                                 event["Attempts"])
+            if secret is None:
+                ok, outcome = False, refused or ("the web service has no webhook secret: regenerate it to sign "
+                                                 "its events")
+            else:
+                ok, outcome = _post(stream["Url"], secret, event["Body"], event["Type"], event["Attempts"])
             event.update({"LastOutcome": outcome, "LastAttemptAt": now})
             if ok:
                 event.update({"State": DELIVERED, "DeliveredAt": clock.utcnow()})
@@ -216,7 +219,8 @@ def deliver(job_id: str) -> dict:
                 log.warning("event dead-lettered job=%s sequence=%s attempts=%s outcome=%s", job_id,
                             event["Sequence"], event["Attempts"], outcome)
             else:
-                delay = backoff_seconds(event["Attempts"], settings.webhook_backoff_seconds)
+                delay = attempts.backoff_seconds(event["Attempts"], settings.webhook_backoff_seconds,
+                                                 MOST_BACKOFF_SECONDS)
                 event["NextAttemptAt"] = now + dt.timedelta(seconds=delay)
                 store.replace(EVENTS, event)
                 counts["failed"] += 1

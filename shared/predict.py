@@ -6,8 +6,9 @@ ranges above the upper quartile), so one runaway job does not move it while the 
 of run times (many short jobs, some long ones) still counts: a queue's wait is a sum of run
 times, and a sum follows the mean, not the median. Each VM is free from a moment: an idle VM
 now, a provisioning VM when it is ready, a busy VM when its job is expected to end (the same
-typical total of the recent jobs that ran longer than it has so far, minus what it has run). The waiting jobs then take the VMs in their queue order, each as soon as
-one is free, each expected to last the typical run time. Draining VMs take no new job.
+typical total of the recent jobs that ran longer than it has so far, minus what it has run).
+The waiting jobs then take the VMs in their queue order, each as soon as one is free, each
+expected to last the typical run time. Draining VMs take no new job.
 
 With no recent job there is no run time to go by: the estimate says so instead of guessing.
 """

@@ -12,8 +12,8 @@ from shared import attempts, clock, events, secrets
 from shared.api import ROUTE_PREFIX
 from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from shared.settings import get_settings
-from shared.swagger import bes_swagger
 from shared.storage import SERVICES, get_store, retry_on_conflict
+from shared.swagger import bes_swagger
 from shared.validation import int_field, is_valid_id, only_fields, require_id, str_field
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ def authenticate(subscription_id: str, service_id: str, presented: str) -> Servi
     if is_valid_id(subscription_id) and is_valid_id(service_id):
         entity = get_store().get(SERVICES, subscription_id, service_id)
     _check_key(presented, entity["ApiKeyHash"] if entity else None)
+    assert entity is not None  # a missing service was refused like a wrong key
     _key_hashes_seen(subscription_id, service_id, entity["ApiKeyHash"], entity["Kind"])
     return _service(entity)
 

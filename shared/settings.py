@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared.validation import is_container_name, is_loopback
+
 
 def _int_setting(name: str, default: int, low: int, high: int) -> int:
     raw = os.environ.get(name)
@@ -45,6 +47,7 @@ class Settings:
     scorer_packages: tuple[str, ...]
     output_container: str
     output_retention_minutes: int
+    job_retention_days: int = 7
     notification_host_allowlist: tuple[str, ...] = ()
     webhook_backoff_seconds: int = 5
     webhook_max_attempts: int = 10
@@ -77,13 +80,10 @@ def _packages(raw: str) -> tuple[str, ...]:
 
 
 def _container(name: str) -> str:
-    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", name):
+    if not is_container_name(name):
         raise RuntimeError(f"setting OUTPUT_CONTAINER must be a blob container name (3-63 lower-case letters, digits "
                            f"and single hyphens), got {name!r}")
     return name
-
-
-_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 def _public_base_url(configured: str | None, site_host: str | None) -> str | None:
@@ -99,7 +99,7 @@ def _public_base_url(configured: str | None, site_host: str | None) -> str | Non
         return base
     if site_host and site_host.strip():
         host = site_host.strip().lower()
-        scheme = "http" if host.rsplit(":", 1)[0] in _LOOPBACK_HOSTS else "https"
+        scheme = "http" if is_loopback(urlsplit(f"//{host}").hostname) else "https"
         return f"{scheme}://{host}"
     return None
 
@@ -132,6 +132,7 @@ def get_settings() -> Settings:
         scorer_packages=_packages(os.environ.get("SCORER_PACKAGES", "samples")),
         output_container=_container(os.environ.get("OUTPUT_CONTAINER") or "batchpool-outputs"),
         output_retention_minutes=_int_setting("OUTPUT_RETENTION_MINUTES", 7 * 24 * 60, 1, 366 * 24 * 60),
+        job_retention_days=_int_setting("JOB_RETENTION_DAYS", 7, 1, 366),
         notification_host_allowlist=tuple(p.strip() for p in os.environ.get(
             "NOTIFICATION_HOST_ALLOWLIST", "").split(",") if p.strip()),
         webhook_backoff_seconds=_int_setting("WEBHOOK_BACKOFF_SECONDS", 5, 1, 3600),

@@ -1,87 +1,87 @@
 """The safety net: repairs what a lost message or a dead instance left behind.
 
-Each sweep (a timer, by default every 20 seconds):
-* ticks every active pool, so waiting jobs never stay behind an idle VM because a tick
-  message was lost;
-* copies ended runs whose job row was never updated, and removes their run rows (once they
-  are RUN_STALE_SECONDS old: a start racing a cancel finds the cancelled run row meanwhile);
+Each sweep (the Sweeper timer, every 10 seconds) visits the pools in the `~active` index,
+never the whole table, so its cost grows with the pools still active and the jobs in flight,
+not with history. For each pool it:
+* finishes a pool's create or delete that stopped half way (`pools.reconcile`);
+* ticks the pool, so waiting jobs never stay behind an idle VM because a tick message was
+  lost (and a deleted pool's waiting jobs end Cancelled);
 * cancels waiting jobs past their MaxQueuedSeconds (dispatch also does, before pairing);
-* re-sends the run message of a running job whose runner's heartbeat went stale (its
-  instance died), so another instance takes the job over (a new attempt, if MaxRetries
-  allows one);
-* keeps the classic environment at CLASSIC_MAX_CONCURRENT_JOBS slots;
-* now and then (a quarter of the retention, at most hourly), removes the outputs the app
-  kept for jobs once they are OUTPUT_RETENTION_MINUTES old.
-Its cost grows with the number of active pools and of jobs in flight, not with history.
+* looks at the jobs of its busy VMs that have run longer than RUN_STALE_SECONDS, and
+  re-sends the run message of one whose runner's heartbeat went stale (its instance died),
+  so another instance takes it over (a new attempt, if MaxRetries allows one).
+It also keeps the classic environment at CLASSIC_MAX_CONCURRENT_JOBS slots, and now and then
+removes kept outputs and ended jobs past their retention (`shared.retention`).
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
+from concurrent.futures import ThreadPoolExecutor
 
-from shared import attempts, clock, dispatch, jobs, layout, runs
+from shared import clock, dispatch, layout, lifecycle, moves, pools, retention, vms
 from shared.settings import get_settings
-from shared.storage import POOLS, WriteConflict, get_queues, get_store, remove_older_than
+from shared.storage import POOLS, WriteConflict, concurrently, get_store
 
 log = logging.getLogger(__name__)
 
-
-class _OutputRetention:
-    """When this process next looks for kept outputs past their retention."""
-
-    def __init__(self):
-        self.next_at = 0.0
-
-    def due(self, retention: dt.timedelta) -> bool:
-        if time.monotonic() < self.next_at:
-            return False
-        self.next_at = time.monotonic() + min(max(retention.total_seconds() / 4, 10), 3600)
-        return True
+SWEEP_THREADS = 8
 
 
-_retention = _OutputRetention()
+def _expire_waiting(partition: str, now: dt.datetime) -> int:
+    """Cancel the pool's waiting jobs past their MaxQueuedSeconds, wherever they are in the queue."""
+    expired = 0
+    for wait in get_store().rows(POOLS, partition, layout.WAIT_PREFIX, condition="Deadline le @now",
+                                 parameters={"now": now}):
+        try:
+            moves.write(lifecycle.expire(wait, now))
+            expired += 1
+        except (WriteConflict, lifecycle.IllegalMove):
+            continue
+    return expired
 
 
-def expire_outputs() -> int:
-    """Remove kept job outputs older than the retention, when a look is due."""
-    settings = get_settings()
-    retention = dt.timedelta(minutes=settings.output_retention_minutes)
-    if not _retention.due(retention):
-        return 0
-    removed = remove_older_than(settings.host_account(), settings.output_container, clock.utcnow() - retention)
-    if removed:
-        log.info("kept outputs removed count=%s retention_minutes=%s", removed, settings.output_retention_minutes)
-    return removed
+def _resend_stale(partition: str, vm_rows: list[dict], now: dt.datetime, stale_seconds: int) -> int:
+    """Re-send the run message of each job whose runner's heartbeat went stale, found through
+    the VMs that have been busy longer than a heartbeat may be late."""
+    limit = now - dt.timedelta(seconds=stale_seconds)
+    suspects = [vm["JobId"] for vm in vm_rows if vm["State"] in (vms.BUSY, vms.DRAINING) and vm.get("JobId")
+                and (vm.get("BusySince") or now) < limit]
+    found = concurrently(*[lambda j=job_id: moves.read_job(partition, j) for job_id in suspects]) if suspects else []
+    resent = 0
+    for job in found:
+        changes = lifecycle.stale(job, now, stale_seconds) if job else None
+        if changes is None:
+            continue
+        try:
+            get_store().update(POOLS, job, changes)
+        except WriteConflict:
+            continue
+        moves.send_run({"PartitionKey": partition, "JobId": job["JobId"]})
+        resent += 1
+        log.warning("stale run resent job=%s partition=%s attempts=%s", job["JobId"], partition, job.get("Attempts"))
+    return resent
+
+
+def sweep_pool(index: dict, now: dt.datetime) -> dict:
+    partition = index["RowKey"]
+    vm_rows, pool = concurrently(lambda: pools.pool_vms(partition), lambda: pools.pool_row(partition))
+    repaired = pools.reconcile(index, pool, now)
+    if pool is None:
+        return {"repaired": 1 if repaired else 0}
+    return {"started": len(dispatch.tick(partition)), "expired": _expire_waiting(partition, now),
+            "resent": _resend_stale(partition, vm_rows, now, get_settings().run_stale_seconds)}
 
 
 def sweep() -> dict:
-    store = get_store()
-    figures = {"pools": 0, "started": 0, "expired": 0, "finalized": 0, "resent": 0,
-               "outputs_removed": expire_outputs()}
-    jobs.ensure_classic_pool(recheck=True)
-    for pool in store.scan(POOLS, layout.POOL_PREFIX, "State eq @state", {"state": "Active"}):
-        figures["pools"] += 1
-        figures["started"] += len(dispatch.tick(pool["PartitionKey"], pool["PoolId"]))
+    figures = {"pools": 0, "started": 0, "expired": 0, "resent": 0, "repaired": 0}
+    pools.ensure_classic_pool(recheck=True)
+    index = pools.active_index()
     now = clock.utcnow()
-    stale_before = now - dt.timedelta(seconds=get_settings().run_stale_seconds)
-    for run in store.scan(POOLS, layout.RUN_PREFIX):
-        if runs.expire_waiting(run, now):
-            figures["expired"] += 1
-        elif run["State"] in runs.TERMINAL and run["EndTime"] < stale_before:
-            runs.finalize(run)
-            figures["finalized"] += 1
-        elif run["State"] == runs.RUNNING and (run.get("HeartbeatAt") or run["StartTime"]) < stale_before:
-            runs.record_outcome(run, attempts.WORKER_LOST, f"no heartbeat for {get_settings().run_stale_seconds} s "
-                                                           "(its instance or worker stopped)", now)
-            run["HeartbeatAt"] = clock.utcnow()
-            run["RunnerId"] = ""
-            try:
-                store.replace(POOLS, run)
-            except WriteConflict:
-                continue
-            get_queues().send(dispatch.RUN_QUEUE, {"Partition": run["PartitionKey"], "JobId": run["JobId"]})
-            figures["resent"] += 1
-            log.warning("stale run resent job=%s pool=%s attempts=%s", run["JobId"], run["PoolId"],
-                        run.get("Attempts"))
+    with ThreadPoolExecutor(SWEEP_THREADS) as workers:
+        for found in workers.map(lambda row: sweep_pool(row, now), index):
+            figures["pools"] += 1
+            for name, count in found.items():
+                figures[name] += count
+    figures.update(retention.prune_when_due(now))
     return figures

@@ -8,6 +8,19 @@ from shared.errors import InvalidRequest
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 ID_RULE = "1-64 letters, digits, '-' or '_', starting with a letter or digit"
+# Azure's rule for blob container (and queue) names.
+CONTAINER_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+CONTAINER_RULE = "3-63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def is_container_name(value) -> bool:
+    return isinstance(value, str) and CONTAINER_PATTERN.fullmatch(value) is not None
+
+
+def is_loopback(hostname: str | None) -> bool:
+    """A host name (as `urlsplit` gives it: no brackets, no port) that is this machine."""
+    return (hostname or "").lower() in LOOPBACK_HOSTS
 
 
 def is_valid_id(value) -> bool:

@@ -83,11 +83,6 @@ def plan_resize(vms: list[dict], target: int, now: dt.datetime) -> ResizePlan:
     return plan
 
 
-def plan_delete(vms: list[dict], now: dt.datetime) -> ResizePlan:
-    """Deleting a pool: every idle or provisioning VM goes now, busy ones drain."""
-    return plan_resize(vms, 0, now)
-
-
 def new_vm(partition: str, pool_id: str, ordinal: int, now: dt.datetime, provisioning_seconds: int) -> dict:
     # Billing timestamps are whole seconds, so VM-seconds split across hours add up exactly.
     # Provisioning ends on the next whole second, never before its full duration has passed;
@@ -95,7 +90,7 @@ def new_vm(partition: str, pool_id: str, ordinal: int, now: dt.datetime, provisi
     ready = now + dt.timedelta(seconds=provisioning_seconds)
     if ready.microsecond:
         ready = ready.replace(microsecond=0) + dt.timedelta(seconds=1)
-    return {"PartitionKey": partition, "RowKey": layout.vm_key(pool_id, ordinal), "PoolId": pool_id,
+    return {"PartitionKey": partition, "RowKey": layout.vm_key(ordinal), "PoolId": pool_id,
             "VmId": f"vm-{ordinal:06d}", "State": PROVISIONING, "CreatedAt": now, "ProvisionedAt": ready,
             "JobId": ""}
 

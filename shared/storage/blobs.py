@@ -144,14 +144,12 @@ def read_token(account: StorageAccount, container: str, blob: str, now: dt.datet
     with the account key where there is one, else, for the app's own account reached by its
     identity, a user delegation SAS; "" where the app can sign neither."""
     start, expiry = now - SAS_CLOCK_SKEW, now + dt.timedelta(hours=hours)
-    signing = {}
+    readable = BlobSasPermissions(read=True)
     if account.key is not None:
-        signing = {"account_key": account.key}
-    else:
-        own = get_settings().host_account()
-        if own.uses_identity and own.endpoint("blob") == account.endpoint("blob", required=False):
-            signing = {"user_delegation_key": _delegation_keys.valid_through(own, expiry)}
-    if not signing:
-        return ""
-    return "?" + generate_blob_sas(account.name, container, blob, permission=BlobSasPermissions(read=True),
-                                   start=start, expiry=expiry, **signing)
+        return "?" + generate_blob_sas(account.name, container, blob, permission=readable, start=start,
+                                       expiry=expiry, account_key=account.key)
+    own = get_settings().host_account()
+    if own.uses_identity and own.endpoint("blob") == account.endpoint_if_any("blob"):
+        return "?" + generate_blob_sas(account.name, container, blob, permission=readable, start=start,
+                                       expiry=expiry, user_delegation_key=_delegation_keys.valid_through(own, expiry))
+    return ""

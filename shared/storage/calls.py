@@ -5,7 +5,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
-from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 from shared.errors import StorageUnavailable
 
@@ -32,6 +38,31 @@ def concurrently(*calls: Callable[[], object]) -> list:
     return results
 
 
+def is_transient(error: AzureError) -> bool:
+    """Worth another try: the storage service was unreachable, busy or failing, not refusing."""
+    if isinstance(error, HttpResponseError) and error.status_code is not None:
+        return error.status_code in (408, 429) or error.status_code >= 500
+    return isinstance(error, (ServiceRequestError, ServiceResponseError))
+
+
+def output_replaced(error: AzureError) -> bool:
+    """Another writer committed the same output blob meanwhile, which discards this run's
+    staged blocks: the run must score again from the start (the last to commit wins)."""
+    return isinstance(error, HttpResponseError) and _error_code(error) == "InvalidBlockList"
+
+
+def _error_code(error: HttpResponseError) -> str:
+    code = getattr(error, "error_code", None)
+    return str(getattr(code, "value", code) or "none")
+
+
+def describe_storage_error(error: AzureError) -> str:
+    """Status and error code only: an SDK message can carry request URLs."""
+    if isinstance(error, HttpResponseError):
+        return f"status={error.status_code} code={_error_code(error)}"
+    return f"error={type(error).__name__}"
+
+
 def storage_guard(call: Callable[[], T]) -> T:
     """Turn an unreachable, throttling or failing storage account into a clear 503."""
     try:
@@ -43,8 +74,7 @@ def storage_guard(call: Callable[[], T]) -> T:
         log.warning("storage refused the app's credential status=%s", error.status_code)
         raise StorageUnavailable("the service cannot authenticate to its storage account; retry shortly") from None
     except AzureError as error:
-        if isinstance(error, HttpResponseError) and error.status_code and (
-                error.status_code >= 500 or error.status_code in (408, 429)):
+        if isinstance(error, HttpResponseError) and is_transient(error):
             log.warning("storage failed status=%s", error.status_code)
             raise StorageUnavailable("the storage account failed or throttled the request; retry shortly") from None
         raise

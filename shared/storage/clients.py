@@ -108,22 +108,27 @@ def retry_after_seconds(headers, now: float | None = None) -> float | None:
     return min(max(wait, 0.0), RETRY_BACKOFF_MAX_SECONDS * 4)
 
 
-class _HonoursRetryAfter:
-    """For the storage SDKs' retry policies: wait what the last answer's Retry-After asks."""
+def _asked_wait(settings) -> float | None:
+    """What the last answer's Retry-After asks a storage SDK's retry policy to wait."""
+    history = settings.get("history") or []
+    response = history[-1].http_response if history else None
+    return retry_after_seconds(response.headers) if response is not None else None
+
+
+class BlobRetry(BlobExponentialRetry):
+    """The blob SDK's retry, waiting what a Retry-After asks."""
 
     def get_backoff_time(self, settings) -> float:
-        history = settings.get("history") or []
-        response = history[-1].http_response if history else None
-        asked = retry_after_seconds(response.headers) if response is not None else None
+        asked = _asked_wait(settings)
         return asked if asked is not None else super().get_backoff_time(settings)
 
 
-class BlobRetry(_HonoursRetryAfter, BlobExponentialRetry):
-    pass
+class QueueRetry(QueueExponentialRetry):
+    """The queue SDK's retry, waiting what a Retry-After asks."""
 
-
-class QueueRetry(_HonoursRetryAfter, QueueExponentialRetry):
-    pass
+    def get_backoff_time(self, settings) -> float:
+        asked = _asked_wait(settings)
+        return asked if asked is not None else super().get_backoff_time(settings)
 
 
 def _storage_retry(kind):

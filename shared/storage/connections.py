@@ -46,11 +46,14 @@ class StorageAccount:
     sas: str | None = None
     token_credential: object = None
 
-    def endpoint(self, service: str, required: bool = True) -> str | None:
-        url = dict(self.endpoints).get(service)
-        if not url and required:
+    def endpoint(self, service: str) -> str:
+        url = self.endpoint_if_any(service)
+        if not url:
             raise InvalidConnection(f"the storage connection gives no {service} endpoint")
         return url
+
+    def endpoint_if_any(self, service: str) -> str | None:
+        return dict(self.endpoints).get(service)
 
     @property
     def uses_identity(self) -> bool:

@@ -26,7 +26,6 @@ T = TypeVar("T")
 ACCOUNTS = "Accounts"
 SERVICES = "Services"
 POOLS = "Pools"
-JOBS = "Jobs"
 
 CONFLICT_STATUSES = (404, 409, 412)
 
@@ -95,7 +94,7 @@ class TableStore:
         service = clients.table_service(account)
         self._table = clients.OnFirstUse(lambda name: service.create_table_if_not_exists(prefix + name))
 
-    def get(self, table: str, partition: str, row: str) -> dict | None:
+    def get(self, table: str, partition: str, row: str) -> Row | None:
         try:
             return _row(self._table(table).get_entity(partition, row))
         except ResourceNotFoundError:
@@ -111,26 +110,36 @@ class TableStore:
 
     def rows(self, table: str, partition: str, row_prefix: str, after: str | None = None,
              limit: int | None = None, select: list[str] | None = None, condition: str = "",
-             parameters: dict | None = None) -> list[dict]:
+             parameters: dict | None = None, before: str | None = None) -> list[dict]:
         """Rows of a partition whose RowKey starts with `row_prefix`, in key order (a range
-        read within the partition, never a table scan), optionally only those after a key and
-        only those meeting a condition on their properties (the service skips the others)."""
+        read within the partition, never a table scan), optionally only those after a key (or
+        before one) and only those meeting a condition on their properties (the service skips
+        the others)."""
         low = "gt" if after is not None else "ge"
         query = f"PartitionKey eq @pk and RowKey {low} @low and RowKey lt @high" + (
             f" and {condition}" if condition else "")
         found = []
+        high = min(before, _upper_bound(row_prefix)) if before is not None else _upper_bound(row_prefix)
         for entity in self._query(table, query, {**(parameters or {}), "pk": partition, "low": after or row_prefix,
-                                                 "high": _upper_bound(row_prefix)}, select, limit):
+                                                 "high": high}, select, limit):
             found.append(entity)
             if limit and len(found) >= limit:
                 break
         return found
 
-    def key_range(self, table: str, partition: str, low: str, high: str,
-                  select: list[str] | None = None) -> list[dict]:
-        """Rows of a partition with low <= RowKey <= high, in key order."""
-        return list(self._query(table, "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
-                                {"pk": partition, "low": low, "high": high}, select))
+    def key_range(self, table: str, partition: str, low: str, high: str, select: list[str] | None = None,
+                  condition: str = "", parameters: dict | None = None, limit: int | None = None) -> list[dict]:
+        """Rows of a partition with low <= RowKey < high, in key order, optionally only those
+        meeting a condition, at most `limit` of them."""
+        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high" + (f" and {condition}" if condition
+                                                                                 else "")
+        found = []
+        for entity in self._query(table, query, {**(parameters or {}), "pk": partition, "low": low, "high": high},
+                                  select, limit):
+            found.append(entity)
+            if limit and len(found) >= limit:
+                break
+        return found
 
     def count(self, table: str, partition: str, row_prefix: str) -> int:
         """How many rows of a partition start with `row_prefix`."""
@@ -145,6 +154,18 @@ class TableStore:
     def merge(self, table: str, entity: dict) -> None:
         """Create the row or merge these fields into it, unconditionally."""
         self._table(table).upsert_entity(_plain(entity), mode=UpdateMode.MERGE)
+
+    def update(self, table: str, entity: Row, changes: dict) -> None:
+        """Merge `changes` into a row read earlier, only if nobody changed it since (its etag);
+        the entity takes the changes and the new etag."""
+        try:
+            metadata = self._table(table).update_entity(
+                _plain({"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], **changes}),
+                mode=UpdateMode.MERGE, **_conditional(entity))
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise WriteConflict("row changed") from None
+        entity.update(changes)
+        _remember_etag(entity, metadata)
 
     def upsert(self, table: str, entity: dict) -> None:
         """Create the row or replace it whole, unconditionally (for rows written idempotently)."""
@@ -180,7 +201,7 @@ class TableStore:
         operations = list(operations)
         if not operations:
             return
-        batch = []
+        batch: list[tuple] = []
         for kind, entity in operations:
             written = _plain(entity)
             if kind == "create":
@@ -201,7 +222,7 @@ class TableStore:
             if error.status_code in CONFLICT_STATUSES:
                 raise WriteConflict("transaction lost a race") from None
             raise
-        for (kind, entity), metadata in zip(operations, outcomes):
+        for (kind, entity), metadata in zip(operations, outcomes, strict=False):
             if kind != "delete":
                 _remember_etag(entity, metadata)
 

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from devhost.azurite import start_azurite
+from shared import layout
 from tests.e2e.conftest import APP_ENV, make_tenant
 from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, wait_for
 from tests.e2e.test_jobs import census_csv
@@ -270,19 +271,20 @@ def shift_pool_into_the_past(stack, tenant, pool_id: str, by: dt.timedelta) -> l
     Done while no instance runs. Returns the VM rows as written."""
     from azure.data.tables import TableServiceClient, UpdateMode
     table = TableServiceClient.from_connection_string(stack.azurite.connection_string).get_table_client("e2ePools")
-    rows = list(table.query_entities("PartitionKey eq @p", parameters={"p": tenant.subscription_id}))
+    partition = layout.pool_partition(tenant.subscription_id, pool_id)
+    rows = list(table.query_entities("PartitionKey eq @p", parameters={"p": partition}))
     vms = []
     for row in rows:
         key = row["RowKey"]
-        if key.startswith(f"usage|{pool_id}|"):
+        if key.startswith(layout.LEDGER_PREFIX):
             table.delete_entity(row)
             continue
-        if key != f"pool|{pool_id}" and not key.startswith(f"vm|{pool_id}|"):
+        if key != layout.POOL_ROW and not key.startswith(layout.VM_PREFIX):
             continue
         for field in ("CreatedAt", "ProvisionedAt", "DeletedAt", "IdleSince"):
             if row.get(field):
                 row[field] = row[field] - by
-        if key.startswith("pool|"):
+        if key == layout.POOL_ROW:
             row["BilledThrough"] = row["CreatedAt"]
         else:
             vms.append(row)

@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
+from shared import layout
 from tests.e2e.harness import Listener, unique
 from tests.e2e.test_bad_input import error_of
 from tests.e2e.test_job_bad_input import job_count
@@ -187,8 +188,8 @@ def test_a_stored_request_that_can_never_run_fails_once_with_its_reason(api, job
     from azure.data.tables import TableServiceClient
     tenant, body = job_setup
     job_id = api.job(tenant.jobs, tenant.api_key, "POST", body=body).json()
-    jobs = TableServiceClient.from_connection_string(blobs.connection_string).get_table_client("e2eJobs")
-    row = jobs.get_entity(f"{tenant.subscription_id}|{tenant.service_id}", job_id)
+    jobs = TableServiceClient.from_connection_string(blobs.connection_string).get_table_client("e2ePools")
+    row = jobs.get_entity(layout.job_partition(tenant.subscription_id, job_id), layout.job_key(job_id))
     own = dict(part.split("=", 1) for part in blobs.connection_string.split(";") if part)["BlobEndpoint"]
     request = json.loads(row["Request"])
     request["Input"]["ConnectionString"] = request["Input"]["ConnectionString"].rstrip(";") + f";BlobEndpoint={own}"

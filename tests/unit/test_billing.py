@@ -3,7 +3,7 @@ import datetime as dt
 
 import pytest
 
-from shared import billing, usage, vms
+from shared import billing, pools, reports, vms
 from shared.errors import InvalidRequest
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, 0, tzinfo=dt.timezone.utc)
@@ -93,14 +93,14 @@ def test_hours_touched():
 
 def test_idle_since_and_savings():
     busy = vm(T0, state=vms.BUSY)
-    assert usage.idle_since([busy, vm(T0)], at(hours=1)) is None
+    assert pools.idle_since([busy, vm(T0)], at(hours=1)) is None
     idle = [dict(vm(T0), IdleSince=at(minutes=30)), vm(at(minutes=10))]
-    assert usage.idle_since(idle, at(hours=1)) == at(minutes=30)
-    assert usage.idle_since([], at(hours=1)) is None
+    assert pools.idle_since(idle, at(hours=1)) == at(minutes=30)
+    assert pools.idle_since([], at(hours=1)) is None
     pool = {"AutoScaledDownAt": at(hours=1), "AutoScaledDownVms": 3, "AutoSavedSeconds": 100}
-    assert usage.saved_seconds(pool, at(hours=2)) == 100 + 3 * 3600
-    usage.close_saving_episode(pool, at(hours=2))
-    assert usage.saved_seconds(pool, at(hours=5)) == 100 + 3 * 3600
+    assert pools.saved_seconds(pool, at(hours=2)) == 100 + 3 * 3600
+    pools.close_saving_episode(pool, at(hours=2))
+    assert pools.saved_seconds(pool, at(hours=5)) == 100 + 3 * 3600
 
 
 @pytest.mark.parametrize("params", [
@@ -109,9 +109,9 @@ def test_idle_since_and_savings():
 ])
 def test_bad_report_ranges(params):
     with pytest.raises(InvalidRequest):
-        usage.parse_range(params)
+        reports.parse_range(params)
 
 
 def test_report_range_rounds_down_to_hours():
-    start, end = usage.parse_range({"from": "2026-03-01T09:42:00Z", "to": "2026-03-01T12:00:00+00:00"})
+    start, end = reports.parse_range({"from": "2026-03-01T09:42:00Z", "to": "2026-03-01T12:00:00+00:00"})
     assert start == T0 and end == at(hours=3)

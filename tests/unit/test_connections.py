@@ -27,7 +27,7 @@ def test_endpoints_from_account_and_suffix_and_sas():
     by_sas = parse_connection_string("BlobEndpoint=https://acct.blob.core.windows.net;"
                                      "SharedAccessSignature=?sv=1&sig=x")
     assert (by_sas.name, by_sas.key, by_sas.sas) == ("acct", None, "sv=1&sig=x")
-    assert by_sas.endpoint("table", required=False) is None
+    assert by_sas.endpoint_if_any("table") is None
     with pytest.raises(InvalidConnection):
         by_sas.endpoint("table")
     assert sas_account("https://acct.blob.core.windows.net/", "?sv=2&sig=y").sas == "sv=2&sig=y"

@@ -3,7 +3,7 @@ injected clock. The ledger must come out the same, to the second, as if no row w
 import datetime as dt
 import random
 
-from shared import billing, pools, usage, vms
+from shared import billing, layout, ledger, pools, vms
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, 0, 250000, tzinfo=dt.timezone.utc)
 PROVISIONING = 30
@@ -13,7 +13,7 @@ class Partition:
     """A subscription's rows, changed only through the operations the app would commit."""
 
     def __init__(self, auto_scale_minutes: int = 0):
-        self.pool = {"PartitionKey": "sub", "RowKey": "pool|p", "PoolId": "p", "AccountId": "a", "State": "Active",
+        self.pool = {"PartitionKey": "sub", "RowKey": layout.POOL_ROW, "PoolId": "p", "AccountId": "a", "State": "Active",
                      "BillingPlanId": "plan", "ServiceId": "s", "CreatedAt": T0, "BilledThrough": T0,
                      "BillingDone": False, "NextVmOrdinal": 0, "VmCount": 0,
                      "AutoScaleDownAfterMinutes": auto_scale_minutes}
@@ -27,12 +27,12 @@ class Partition:
         self.apply(pools.vm_operations(plan, self.pool, now, PROVISIONING))
 
     def accrue(self, now: dt.datetime) -> None:
-        self.apply(usage.accrual_operations(self.pool, list(self.vms.values()), now))
+        self.apply(ledger.accrual_operations(self.pool, list(self.vms.values()), now))
 
     def apply(self, operations) -> None:
-        assert len(operations) <= usage.MAX_OPERATIONS
+        assert len(operations) <= ledger.MAX_OPERATIONS
         for kind, row in operations:
-            if row["RowKey"].startswith("usage|"):
+            if row["RowKey"].startswith(layout.LEDGER_PREFIX):
                 self.ledger[row["Hour"]] = row["VmSeconds"]
             elif row["RowKey"].startswith("vm|"):
                 if kind == "delete":

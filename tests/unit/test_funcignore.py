@@ -29,7 +29,7 @@ def test_the_app_ships_no_caches_tests_or_local_settings(tmp_path):
     for cache in ("__pycache__", "shared/__pycache__", "shared/storage/__pycache__", ".pytest_cache"):
         (ROOT / cache).mkdir(parents=True, exist_ok=True)
     shipped = package_files(ROOT)
-    assert "host.json" in shipped and "shared/execution.py" in shipped and "requirements.txt" in shipped
+    assert "host.json" in shipped and "shared/runner.py" in shipped and "requirements.txt" in shipped
     assert not [p for p in shipped if "__pycache__" in p or p.startswith((".pytest_cache", "tests/", "devhost/",
                                                                           "bench/", ".venv/", "node_modules/"))]
     assert "local.settings.json" not in shipped

@@ -3,7 +3,7 @@ import datetime as dt
 
 import pytest
 
-from shared import bes, dispatch, jobs, layout, vms
+from shared import bes, dispatch, layout, vms
 from shared.errors import InvalidRequest
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -98,7 +98,7 @@ def test_host_allow_list(endpoint, allowed):
 
 
 def vm(ordinal, state=vms.IDLE):
-    return {"RowKey": layout.vm_key("p", ordinal), "VmId": f"vm-{ordinal}", "State": state, "ProvisionedAt": T0}
+    return {"RowKey": layout.vm_key(ordinal), "VmId": f"vm-{ordinal}", "State": state, "ProvisionedAt": T0}
 
 
 def test_idle_vms_take_the_oldest_waiting_jobs_in_order():
@@ -109,13 +109,14 @@ def test_idle_vms_take_the_oldest_waiting_jobs_in_order():
 
 
 def test_wait_keys_sort_in_start_order():
-    first = layout.wait_key("p", T0, "zzz")
-    later = layout.wait_key("p", T0 + dt.timedelta(milliseconds=1), "aaa")
-    assert first < later and first.startswith(layout.wait_prefix("p"))
+    first = layout.wait_key(T0, "zzz")
+    later = layout.wait_key(T0 + dt.timedelta(milliseconds=1), "aaa")
+    assert first < later and first.startswith(layout.WAIT_PREFIX)
+    assert layout.job_of_wait_key(first) == "zzz"
 
 
 def test_job_ids_sort_newest_first():
-    older, newer = jobs.new_job_id(T0), jobs.new_job_id(T0 + dt.timedelta(milliseconds=5))
+    older, newer = layout.new_job_id(T0, None), layout.new_job_id(T0 + dt.timedelta(milliseconds=5), None)
     assert newer < older and len(older) == 30
 
 
@@ -131,28 +132,28 @@ class _Status:
                                               (403, False), (404, False), (409, False), (400, False)])
 def test_storage_errors_split_into_transient_and_permanent(status, transient):
     from azure.core.exceptions import HttpResponseError
-    from shared import execution
+    from shared.storage import calls
     error = HttpResponseError(message="https://acct.blob.core.windows.net/c/b?sig=secret", response=_Status(status))
-    assert execution.is_transient(error) is transient
-    described = execution.describe_storage_error(error)
+    assert calls.is_transient(error) is transient
+    described = calls.describe_storage_error(error)
     assert f"status={status}" in described and "sig=" not in described
 
 
 def test_unreachable_storage_is_transient():
     from azure.core.exceptions import ServiceRequestError
-    from shared import execution
-    assert execution.is_transient(ServiceRequestError("connection refused"))
+    from shared.storage import calls
+    assert calls.is_transient(ServiceRequestError("connection refused"))
 
 
 def test_a_block_list_lost_to_another_writer_starts_the_run_over():
     from azure.core.exceptions import HttpResponseError
     from azure.storage.blob._generated.models import StorageErrorCode
-    from shared import execution
+    from shared.storage import calls
     error = HttpResponseError(message="x", response=_Status(400))
     error.error_code = StorageErrorCode.INVALID_BLOCK_LIST
-    assert execution.output_replaced(error) and not execution.is_transient(error)
-    assert not execution.output_replaced(HttpResponseError(message="x", response=_Status(400)))
-    assert execution.describe_storage_error(error) == "status=400 code=InvalidBlockList"
+    assert calls.output_replaced(error) and not calls.is_transient(error)
+    assert not calls.output_replaced(HttpResponseError(message="x", response=_Status(400)))
+    assert calls.describe_storage_error(error) == "status=400 code=InvalidBlockList"
 
 
 def test_allow_list_entries_may_be_whole_endpoints():

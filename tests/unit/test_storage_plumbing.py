@@ -6,7 +6,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from shared import execution
+from shared import scoring
 from shared.settings import get_settings
 from shared.storage import concurrently, read_token
 from shared.storage.connections import DEVELOPMENT_KEY, parse_connection_string
@@ -59,7 +59,7 @@ class _FakeBlob:
 
 def test_an_output_of_one_chunk_is_one_request():
     blob = _FakeBlob()
-    output = execution._Output(blob, "job1", 0, 0)
+    output = scoring.Output(blob, "job1", 0, 0)
     output.write(b"a,b\n1,2\n", may_hold=True)
     output.commit()
     assert blob.calls == [("upload", b"a,b\n1,2\n")]
@@ -67,7 +67,7 @@ def test_an_output_of_one_chunk_is_one_request():
 
 def test_an_output_of_several_chunks_is_staged_then_committed_in_order():
     blob = _FakeBlob()
-    output = execution._Output(blob, "job1", 0, 0)
+    output = scoring.Output(blob, "job1", 0, 0)
     for index, chunk in enumerate((b"1\n", b"2\n", b"3\n")):
         output.write(chunk, may_hold=index == 0)
     output.commit()
@@ -79,25 +79,25 @@ def test_an_output_of_several_chunks_is_staged_then_committed_in_order():
 
 def test_a_resumed_output_stages_after_the_checkpoint_with_the_same_ids():
     first, resumed = _FakeBlob(), _FakeBlob()
-    output = execution._Output(first, "job1", 1, 0)
+    output = scoring.Output(first, "job1", 1, 0)
     output.write(b"1\n", may_hold=True)
     output.flush()
     output.write(b"2\n", may_hold=False)
-    later = execution._Output(resumed, "job1", 1, 1)
+    later = scoring.Output(resumed, "job1", 1, 1)
     later.write(b"2\n", may_hold=False)
     later.commit()
     assert resumed.calls[0] == first.calls[1]
-    assert resumed.calls[-1] == ("commit", (execution.block_id("job1", 1, 0), execution.block_id("job1", 1, 1)))
+    assert resumed.calls[-1] == ("commit", (scoring.block_id("job1", 1, 0), scoring.block_id("job1", 1, 1)))
 
 
 def test_block_ids_are_equal_length_and_differ_by_output():
-    ids = {execution.block_id("00000000000000abcdef0123456789ab", o, n) for o in (0, 1) for n in (0, 99999)}
+    ids = {scoring.block_id("00000000000000abcdef0123456789ab", o, n) for o in (0, 1) for n in (0, 99999)}
     assert len(ids) == 4 and len({len(i) for i in ids}) == 1
 
 
 def test_an_empty_output_is_still_written():
     blob = _FakeBlob()
-    execution._Output(blob, "job1", 0, 0).commit()
+    scoring.Output(blob, "job1", 0, 0).commit()
     assert blob.calls == [("upload", b"")]
 
 
@@ -106,7 +106,7 @@ def test_ticks_of_one_pool_coalesce_and_every_caller_is_covered(monkeypatch):
     passes, running, overlapped = [], [], []
     first_pass_entered, release_first_pass = threading.Event(), threading.Event()
 
-    def one_pass(partition, pool_id):
+    def one_pass(partition):
         overlapped.append(bool(running))
         running.append(1)
         passes.append(len(passes))
@@ -118,10 +118,10 @@ def test_ticks_of_one_pool_coalesce_and_every_caller_is_covered(monkeypatch):
 
     monkeypatch.setattr(dispatch, "_pair_waiting_jobs", one_pass)
     results = {}
-    first = threading.Thread(target=lambda: results.setdefault("first", dispatch.tick("part", "pool-c")))
+    first = threading.Thread(target=lambda: results.setdefault("first", dispatch.tick("part|pool-c")))
     first.start()
     first_pass_entered.wait(5)
-    later = [threading.Thread(target=lambda i=i: results.setdefault(i, dispatch.tick("part", "pool-c")))
+    later = [threading.Thread(target=lambda i=i: results.setdefault(i, dispatch.tick("part|pool-c")))
              for i in range(5)]
     for thread in later:
         thread.start()

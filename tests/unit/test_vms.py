@@ -7,7 +7,7 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def vm(ordinal, state=vms.IDLE, provisioned=T0, deleted=None):
-    row = {"RowKey": layout.vm_key("p", ordinal), "VmId": f"vm-{ordinal}", "State": state,
+    row = {"RowKey": layout.vm_key(ordinal), "VmId": f"vm-{ordinal}", "State": state,
            "ProvisionedAt": provisioned, "CreatedAt": provisioned}
     if deleted:
         row["DeletedAt"] = deleted
@@ -64,7 +64,7 @@ def test_shrink_removes_unprovisioned_then_idle_then_drains_busy():
     assert vms.plan_resize(rows, 2, T0).delete == [provisioning, idle]
     plan = vms.plan_resize(rows, 1, T0)
     assert plan.delete == [provisioning, idle] and plan.drain == [busy_new]
-    everything = vms.plan_delete(rows, T0)
+    everything = vms.plan_resize(rows, 0, T0)
     assert len(everything.delete) == 2 and len(everything.drain) == 2 and everything.create == 0
 
 

@@ -1,0 +1,363 @@
+"""A job's whole life as one state machine over its one row: pure functions, no storage.
+
+A job row (`job|<id>` in its pool's partition, see `shared.layout`) holds the request, the
+job's policies, its state and, once started, its execution. Each legal move is a function
+from the rows it concerns to a `Move`: the changes to the job row, the entity-group
+operations that make the move (all in the job's partition), and the push event it produces.
+Every module that changes a job goes through here; a move that is not legal from the job's
+state raises `IllegalMove`.
+
+    NotStarted --start_now--> Running            (one idle VM, nobody waiting)
+    NotStarted --enqueue----> Waiting            (a wait row, FIFO by start time)
+    Waiting    --claim_vm---> Running            (the head of the queue takes an idle VM)
+    Running    --claim_runner / heartbeat / checkpoint / fence / let_go / start_over--> Running
+    Running    --end--------> Finished | Failed | Cancelled   (the VM released or handed on)
+    Waiting    --expire / end_waiting / cancel--> Cancelled
+    NotStarted --cancel-----> Cancelled
+
+What fences what: a start or a claim is conditional on the VM row's etag (a VM takes one
+job) and on the job's etag or its wait row's (a job takes one VM); every write a runner makes
+is conditional on the job row's etag, so a cancel, a time-out or a takeover that wrote first
+makes the runner's next write fail. A run whose row says `Committing` has passed the fence
+and finishes; cancelling it then is too late.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from shared import attempts, billing, clock, costs, layout, vms
+
+NOT_STARTED, WAITING, RUNNING = "NotStarted", "Waiting", "Running"
+FINISHED, FAILED, CANCELLED = "Finished", "Failed", "Cancelled"
+TERMINAL = (FINISHED, FAILED, CANCELLED)
+STATES = (NOT_STARTED, WAITING, RUNNING, *TERMINAL)
+
+# Push event kinds, in the order a job can go through them (see `shared.events`).
+SUBMITTED, QUEUED, STARTED, PROGRESS = "Submitted", "Queued", "Started", "Progress"
+ENDED = "Ended"  # the one-time name of whichever of Finished, Failed or Cancelled came
+
+CANCELLED_BY_CALLER = "cancelled by the caller"
+CANCELLED_BEFORE_START = "cancelled before it was started"
+
+
+class IllegalMove(Exception):
+    """The move is not legal from the job's state."""
+
+    def __init__(self, move: str, state: str):
+        super().__init__(f"{move} is not a move from {state}")
+        self.move = move
+        self.state = state
+
+
+class TooLate(IllegalMove):
+    """The run has passed its commit fence: its outputs are being made visible."""
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    fields: dict
+    once: str | None = None
+    unless: tuple[str, ...] = ()
+
+
+@dataclass
+class Move:
+    """The job row's new fields, the operations that write the move (job row first), and the
+    events (job id, event) to emit once they are written."""
+    changes: dict
+    operations: list[tuple] = field(default_factory=list)
+    events: list[tuple[str, Event]] = field(default_factory=list)
+    freed_vm: bool = False  # a VM went Idle: the pool's queue should be looked at
+
+
+def _require(job: dict, move: str, *states: str) -> None:
+    if job["Status"] not in states:
+        raise IllegalMove(move, job["Status"])
+
+
+def _job_write(job: dict, changes: dict, conditional: bool = True) -> tuple:
+    """The job row's operation: a replace on its etag, or (fenced elsewhere) a merge."""
+    job.update(changes)
+    if conditional:
+        return ("replace", job)
+    return ("merge", {"PartitionKey": job["PartitionKey"], "RowKey": job["RowKey"], **changes})
+
+
+def _notify(job: dict, event: Event) -> list[tuple[str, Event]]:
+    return [(job["JobId"], event)] if job.get("NotificationUrl") else []
+
+
+def new_job(partition: str, job_id: str, fields: dict, now: dt.datetime) -> Move:
+    """Submit: the job row, NotStarted, with the request and policies it keeps."""
+    row = {"PartitionKey": partition, "RowKey": layout.job_key(job_id), "JobId": job_id, "Status": NOT_STARTED,
+           "CreatedAt": now, "Attempts": 0, **fields}
+    return Move(row, [("create", row)])
+
+
+def _running(job: dict, vm: dict, now: dt.datetime) -> dict:
+    return {"Status": RUNNING, "VmKey": vm["RowKey"], "VmId": vm["VmId"], "StartTime": now, "HeartbeatAt": now,
+            "RunnerId": "", "WaitKey": ""}
+
+
+def _busy(vm: dict, job_id: str, now: dt.datetime) -> tuple:
+    vm.update({"State": vms.BUSY, "JobId": job_id, "BusySince": now})
+    return ("replace", vm)
+
+
+def _started_event(job: dict, vm: dict) -> Event:
+    return Event(STARTED, {"StatusCode": RUNNING, "VmId": vm["VmId"], "AzureBatchPoolId": job.get("PoolId") or None},
+                 once=STARTED, unless=(ENDED,))
+
+
+def start_now(job: dict, vm: dict, now: dt.datetime) -> Move:
+    """NotStarted -> Running on an idle VM: the job on its etag, the VM on its."""
+    _require(job, "start_now", NOT_STARTED)
+    if vms.state_of(vm, now) != vms.IDLE:
+        raise IllegalMove("start_now on a VM that is not idle", job["Status"])
+    changes = {**_running(job, vm, now), "StartRequestedAt": now}
+    return Move(changes, [_job_write(job, changes), _busy(vm, job["JobId"], now)],
+                _notify(job, _started_event(job, vm)))
+
+
+def enqueue(job: dict, now: dt.datetime) -> Move:
+    """NotStarted -> Waiting: a wait row whose key orders the queue by start time."""
+    _require(job, "enqueue", NOT_STARTED)
+    key = layout.wait_key(now, job["JobId"])
+    deadline = attempts.queue_deadline(now, job.get("MaxQueuedSeconds"))
+    changes = {"Status": WAITING, "WaitKey": key, "StartRequestedAt": now, "QueueDeadline": deadline}
+    wait = {"PartitionKey": job["PartitionKey"], "RowKey": key, "State": WAITING, "JobId": job["JobId"],
+            "PoolId": job.get("PoolId") or "", "Deadline": deadline,
+            "MaxQueuedSeconds": job.get("MaxQueuedSeconds") or 0, "Notify": bool(job.get("NotificationUrl")) or None}
+    return Move(changes, [_job_write(job, changes), ("create", wait)])
+
+
+def claim_vm(wait: dict, vm: dict, now: dt.datetime) -> Move:
+    """Waiting -> Running: the head of the queue takes an idle VM. The wait row's
+    etag-conditional delete is what a concurrent cancel, expiry or claim of the job loses on,
+    so the job row is merged without reading it."""
+    if vms.state_of(vm, now) != vms.IDLE:
+        raise IllegalMove("claim_vm on a VM that is not idle", WAITING)
+    job = {"PartitionKey": wait["PartitionKey"], "RowKey": layout.job_key(wait["JobId"]), "JobId": wait["JobId"]}
+    changes = _running(job, vm, now)
+    event = Event(STARTED, {"StatusCode": RUNNING, "VmId": vm["VmId"], "AzureBatchPoolId": wait.get("PoolId") or None},
+                  once=STARTED, unless=(ENDED,))
+    return Move(changes, [_busy(vm, wait["JobId"], now), ("delete", wait), _job_write(job, changes, conditional=False)],
+                [(wait["JobId"], event)] if wait.get("Notify") else [])
+
+
+def record_outcome(job: dict, outcome: str, reason: str, now: dt.datetime) -> dict:
+    """The changes that note how the current attempt ended (once per attempt)."""
+    return {"AttemptOutcomes": attempts.with_outcome(job.get("AttemptOutcomes"), job.get("Attempts") or 0, outcome,
+                                                     reason, job.get("AttemptStartedAt") or job.get("StartTime"), now,
+                                                     clock.iso)}
+
+
+@dataclass
+class Claim:
+    """What a runner may do with a run message: `take` the changes (a merge on the job's
+    etag), or end the job (`end` names the details), or nothing."""
+    take: dict | None = None
+    give_up: str | None = None
+
+
+def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int) -> Claim:
+    """A runner's claim of a Running job. A claim that follows a slice's hand-over continues
+    the run; any other is a new attempt if MaxRetries allows one more (else the job gives up).
+    Nothing to do when the job is not running or a live runner holds it."""
+    if job["Status"] != RUNNING:
+        return Claim()
+    heartbeat = job.get("HeartbeatAt")
+    if job.get("RunnerId") and heartbeat and now - heartbeat < dt.timedelta(seconds=stale_seconds):
+        return Claim()
+    begun = job.get("Attempts") or 0
+    new_attempt = not (job.get("Continue") and begun)
+    changes: dict = {}
+    if new_attempt and begun:
+        changes.update(record_outcome(job, attempts.INTERRUPTED, "its run came round again before the attempt "
+                                                                 "reported an end (its worker may have stopped)", now))
+        if not attempts.may_begin(begun, attempts.max_retries(job)):
+            last = attempts.outcomes(changes["AttemptOutcomes"])[-1]["Reason"]
+            return Claim(give_up=attempts.gave_up(begun, last))
+    changes.update({"RunnerId": runner_id, "HeartbeatAt": now, "Continue": False,
+                    "Attempts": begun + 1 if new_attempt else begun, "Slices": (job.get("Slices") or 0) + 1})
+    if new_attempt:
+        changes["AttemptStartedAt"] = now
+    return Claim(take=changes)
+
+
+def heartbeat(job: dict, now: dt.datetime, **progress) -> dict:
+    """A runner's renewal of its lease, with its progress since the last checkpoint."""
+    _require(job, "heartbeat", RUNNING)
+    return {"HeartbeatAt": now, **progress}
+
+
+def checkpoint(job: dict, position: dict, now: dt.datetime, hand_over: bool = False) -> dict:
+    """What a slice has done, kept for the next one (and, handing over, the lease let go)."""
+    _require(job, "checkpoint", RUNNING)
+    changes = {**position, "HeartbeatAt": now}
+    if hand_over:
+        changes.update({"RunnerId": "", "Continue": True})
+    return changes
+
+
+def fence(job: dict, position: dict, now: dt.datetime) -> dict:
+    """The commit fence: once this write wins, the job finishes; a cancel or time-out that
+    wrote first makes it lose."""
+    _require(job, "fence", RUNNING)
+    return {**position, "Committing": True, "HeartbeatAt": now}
+
+
+def let_go(job: dict, outcome: str, reason: str, now: dt.datetime) -> dict:
+    """An interrupted attempt gives the run back, keeping its checkpoint, so another may take it."""
+    _require(job, "let_go", RUNNING)
+    return {**record_outcome(job, outcome, reason, now), "RunnerId": ""}
+
+
+START_OVER = {"InputOffset": 0, "RowsScored": 0, "Chunks": 0, "OutputBlocks": "{}", "InputHeader": b"",
+              "Committing": False, "RunnerId": "", "Continue": True}
+
+
+def start_over(job: dict) -> dict:
+    """Another writer replaced an output: score again from the start."""
+    _require(job, "start_over", RUNNING)
+    return dict(START_OVER)
+
+
+def stale(job: dict, now: dt.datetime, stale_seconds: int) -> dict | None:
+    """A Running job whose runner's heartbeat is older than `stale_seconds`: the changes that
+    let another runner take it (its attempt noted as lost), else None."""
+    if job["Status"] != RUNNING:
+        return None
+    last = job.get("HeartbeatAt") or job.get("StartTime")
+    if last is None or now - last < dt.timedelta(seconds=stale_seconds):
+        return None
+    return {**record_outcome(job, attempts.WORKER_LOST, f"no heartbeat for {stale_seconds} s (its instance or worker "
+                                                        "stopped)", now), "HeartbeatAt": now, "RunnerId": ""}
+
+
+def released(vm: dict | None, job_id: str, now: dt.datetime) -> dict | None:
+    """What the VM row becomes when its job ends: Idle again, or deleted if it was draining
+    (None if the VM is not this job's)."""
+    if vm is None or vm.get("JobId") != job_id:
+        return None
+    if vm["State"] == vms.DRAINING:
+        return vms.retirement(now)
+    return {"State": vms.IDLE, "JobId": "", "IdleSince": now}
+
+
+def job_hour_rows(job: dict, end: dt.datetime) -> list[tuple]:
+    """A pool job's whole seconds per hour, written with its end: what per-job cost is
+    computed from (see `shared.costs`). Classic jobs are billed by their run time instead."""
+    if job["PartitionKey"] == layout.CLASSIC_PARTITION or not job.get("StartTime"):
+        return []
+    start = job["StartTime"]
+    # A job of less than a second still has a row (of 0 seconds), so it is listed.
+    hours = costs.job_hours(start, end) or {billing.hour_of(start): 0}
+    return [("upsert", {"PartitionKey": job["PartitionKey"], "RowKey": layout.job_hour_key(hour, job["JobId"]),
+                        "JobId": job["JobId"], "ServiceId": job.get("ServiceId") or "", "VmId": job.get("VmId") or "",
+                        "Hour": hour, "Seconds": seconds, "StartTime": start, "EndTime": end})
+            for hour, seconds in hours.items()]
+
+
+def _ended_event(job: dict, status: str, details: str, attempts_made: int) -> Event:
+    return Event(status, {"StatusCode": status, "Details": details or None, "Attempts": attempts_made}, once=ENDED)
+
+
+def end(job: dict, status: str, details: str, now: dt.datetime, vm: dict | None = None,
+        results: dict | None = None, head: dict | None = None) -> Move:
+    """A Running job reaches a terminal state in one transaction: the job on its etag, its VM
+    released on its own (or handed straight to `head`, the queue's first wait row), and its
+    job-hour rows."""
+    _require(job, "end", RUNNING)
+    if status not in TERMINAL:
+        raise IllegalMove(f"end as {status}", job["Status"])
+    changes = {"Status": status, "EndTime": now, "Details": details, "Results": json.dumps(results or {}),
+               "RunnerId": "", **record_outcome(job, status, details, now)}
+    for progress in ("ProgressRows", "ProgressOffset"):  # what the row keeps is its checkpoint
+        job.pop(progress, None)
+    operations = [_job_write(job, changes), *job_hour_rows(job, now)]
+    event = _notify(job, _ended_event(job, status, details, job.get("Attempts") or 0))
+    after = released(vm, job["JobId"], now)
+    if after is None:
+        return Move(changes, operations, event)
+    assert vm is not None
+    vm.update(after)
+    if head is not None and vm["State"] == vms.IDLE:
+        handed = claim_vm(head, vm, now)
+        return Move(changes, [*operations, *handed.operations], event + handed.events)
+    return Move(changes, [*operations, ("replace", vm)], event, freed_vm=vm["State"] == vms.IDLE)
+
+
+def handed_to(move: Move) -> str | None:
+    """The waiting job an end handed its VM to, if any."""
+    for kind, entity in move.operations:
+        if kind == "delete" and entity["RowKey"].startswith(layout.WAIT_PREFIX):
+            return entity["JobId"]
+    return None
+
+
+def wait_of(job: dict) -> dict:
+    """The wait row of a waiting job as its job row names it (no etag: any version of it)."""
+    return {"PartitionKey": job["PartitionKey"], "RowKey": job["WaitKey"], "JobId": job["JobId"],
+            "Notify": bool(job.get("NotificationUrl")) or None}
+
+
+def end_waiting(wait: dict, details: str, now: dt.datetime) -> Move:
+    """Waiting -> Cancelled from its wait row: deleting the wait row is the fence (a claim
+    deletes it too), so the job row is merged without reading it."""
+    job = {"PartitionKey": wait["PartitionKey"], "RowKey": layout.job_key(wait["JobId"]), "JobId": wait["JobId"]}
+    changes = {"Status": CANCELLED, "EndTime": now, "Details": details, "Results": "{}", "WaitKey": ""}
+    event = _ended_event(job, CANCELLED, details, 0)
+    return Move(changes, [("delete", wait), _job_write(job, changes, conditional=False)],
+                [(wait["JobId"], event)] if wait.get("Notify") else [])
+
+
+def expire(wait: dict, now: dt.datetime) -> Move:
+    """Waiting -> Cancelled once it has waited past its MaxQueuedSeconds, freeing its place."""
+    if not attempts.waited_too_long(wait.get("Deadline"), now):
+        raise IllegalMove("expire before the job's queue deadline", WAITING)
+    return end_waiting(wait, attempts.too_long_details(wait.get("MaxQueuedSeconds") or 0), now)
+
+
+def cancel(job: dict, now: dt.datetime, vm: dict | None = None, head: dict | None = None,
+           details: str = CANCELLED_BY_CALLER) -> Move:
+    """The caller's cancel (or a pool's deletion): from any state but an ended one, and not
+    once the run is committing its outputs."""
+    state = job["Status"]
+    if state == NOT_STARTED:
+        changes = {"Status": CANCELLED, "EndTime": now, "Details": CANCELLED_BEFORE_START, "Results": "{}"}
+        event = _ended_event(job, CANCELLED, CANCELLED_BEFORE_START, 0)
+        return Move(changes, [_job_write(job, changes)], _notify(job, event))
+    if state == WAITING:
+        return end_waiting(wait_of(job), details, now)
+    if state == RUNNING:
+        if job.get("Committing"):
+            raise TooLate("cancel", state)
+        return end(job, CANCELLED, details, now, vm, head=head)
+    raise IllegalMove("cancel", state)
+
+
+def timed_out(job: dict, timeout: dt.timedelta, now: dt.datetime) -> bool:
+    """Past the job's TimeoutSeconds since its first start, and not already committing."""
+    return job["Status"] == RUNNING and not job.get("Committing") and now - job["StartTime"] > timeout
+
+
+def timeout_details(timeout: dt.timedelta) -> str:
+    return f"stopped after the service's TimeoutSeconds of {int(timeout.total_seconds())} s since the job started"
+
+
+def time_out(job: dict, timeout: dt.timedelta, now: dt.datetime, vm: dict | None = None,
+             head: dict | None = None) -> Move:
+    """Running -> Failed once past its TimeoutSeconds."""
+    _require(job, "time_out", RUNNING)
+    if not timed_out(job, timeout, now):
+        raise IllegalMove("time_out before the job's timeout", job["Status"])
+    return end(job, FAILED, timeout_details(timeout), now, vm, head=head)
+
+
+def public_status(state: str) -> str:
+    """BES's StatusCode: a waiting job has not started yet."""
+    return NOT_STARTED if state == WAITING else state
