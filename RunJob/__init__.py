@@ -6,4 +6,4 @@ from shared import runner
 
 
 async def main(msg: func.QueueMessage) -> None:
-    await runner.run_off_the_worker(msg.get_body())
+    await runner.run_off_the_worker(msg.get_body(), msg.dequeue_count or 1)

@@ -10,6 +10,7 @@ import bisect
 import dataclasses
 import json
 import logging
+from functools import partial
 
 from shared import (
     attempts,
@@ -387,24 +388,32 @@ def estimate_view(estimate: predict.Estimate | None, position: int) -> dict:
 
 
 def list_jobs(service: ServiceRef, params) -> dict:
-    """A page of the service's jobs, newest first: the job rows of each of the subscription's
-    pools and of the classic environment, read side by side and merged by id (ids sort newest
-    first), then the queues the page's waiting jobs are in and the cost of its ended pool jobs."""
+    """A page of the service's jobs, newest first. Ids sort newest first, so the page is the
+    lowest ids over the subscription's pool partitions and the classic one: their keys are
+    read side by side (keys only, filtered by service), merged, and then the page's rows
+    are read, one range per partition they fall in; then the queues of its waiting jobs and
+    the cost of its ended pool jobs."""
     top = params.get("$top", "50")
     if not (top.isascii() and top.isdigit()) or not 1 <= int(top) <= MAX_PAGE:
         raise InvalidRequest(f"$top must be a whole number from 1 to {MAX_PAGE}", "InvalidValue")
     after = params.get("continuationToken")
     if after is not None and layout.pool_of_job(after) is None:
         raise InvalidRequest("continuationToken is not one this service issued", "InvalidValue")
-    limit = int(top) + 1
+    size = int(top)
     partitions = [*pools.partitions_of(service.subscription_id), layout.CLASSIC_PARTITION]
     store = get_store()
     mine = "ServiceId eq @service and SubscriptionId eq @subscription"
-    found = concurrently(*[lambda p=p: store.rows(POOLS, p, layout.JOB_PREFIX, limit=limit, condition=mine,
-                                                  after=layout.job_key(after) if after else None,
-                                                  parameters={"service": service.service_id,
-                                                              "subscription": service.subscription_id})
+    ids = {"service": service.service_id, "subscription": service.subscription_id}
+    found = concurrently(*[partial(store.rows, POOLS, p, layout.JOB_PREFIX, limit=size + 1, select=["RowKey"],
+                                   after=layout.job_key(after) if after else None, condition=mine, parameters=ids)
                            for p in partitions])
-    rows = sorted((row for rows in found for row in rows), key=lambda row: row["RowKey"])[:limit]
-    page = rows[:int(top)]
-    return {"Jobs": _views(page), "ContinuationToken": page[-1]["JobId"] if len(rows) > int(top) else None}
+    keys = sorted((row["RowKey"], partition) for partition, rows in zip(partitions, found, strict=True)
+                  for row in rows)
+    spans: dict[str, tuple[str, str]] = {}
+    for key, partition in keys[:size]:
+        low, high = spans.get(partition, (key, key))
+        spans[partition] = (min(low, key), max(high, key))
+    pages = concurrently(*[partial(store.key_range, POOLS, p, low, high + "~", condition=mine, parameters=ids)
+                           for p, (low, high) in spans.items()]) if spans else []
+    page = sorted((row for rows in pages for row in rows), key=lambda row: row["RowKey"])[:size]
+    return {"Jobs": _views(page), "ContinuationToken": page[-1]["JobId"] if len(keys) > size and page else None}

@@ -123,6 +123,11 @@ def new_job_id(now: dt.datetime, pool_id: str | None) -> str:
     return f"{stamp}-{pool_id}" if pool_id else stamp
 
 
+def job_stamp(job_id: str) -> str:
+    """The part of a job id that alone tells it from every other (its time and random hex)."""
+    return job_id[:_STAMP_LENGTH]
+
+
 def pool_of_job(job_id: object) -> str | None:
     """The pool a job id names ('' for a classic job), or None if it is no job id of ours."""
     if not isinstance(job_id, str) or len(job_id) > MAX_JOB_ID_LENGTH:

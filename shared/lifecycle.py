@@ -117,7 +117,8 @@ def start_now(job: dict, vm: dict, now: dt.datetime) -> Move:
     _require(job, "start_now", NOT_STARTED)
     if vms.state_of(vm, now) != vms.IDLE:
         raise IllegalMove("start_now on a VM that is not idle", job["Status"])
-    changes = {**_running(job, vm, now), "StartRequestedAt": now}
+    # Its run message carries the rows: that runner claims it with its first write.
+    changes = {**_running(job, vm, now), "StartRequestedAt": now, "Carried": True}
     return Move(changes, [_job_write(job, changes), _busy(vm, job["JobId"], now)],
                 _notify(job, _started_event(job, vm)))
 
@@ -163,18 +164,26 @@ class Claim:
     give_up: str | None = None
 
 
-def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int) -> Claim:
+def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int, carried: bool = False) -> Claim:
     """A runner's claim of a Running job. A claim that follows a slice's hand-over continues
     the run; any other is a new attempt if MaxRetries allows one more (else the job gives up).
-    Nothing to do when the job is not running or a live runner holds it."""
+    Nothing to do when the job is not running or a live runner holds it, or when the job's
+    first runner (the one its start's message carries the row to, `carried`) may still be
+    working without having written its claim yet: until RUN_STALE_SECONDS after the start."""
     if job["Status"] != RUNNING:
         return Claim()
+    stale = dt.timedelta(seconds=stale_seconds)
     heartbeat = job.get("HeartbeatAt")
-    if job.get("RunnerId") and heartbeat and now - heartbeat < dt.timedelta(seconds=stale_seconds):
+    if job.get("RunnerId") and heartbeat and now - heartbeat < stale:
         return Claim()
+    changes: dict = {}
+    if not carried and _unclaimed_first_run(job):
+        if now - job["StartTime"] < stale:
+            return Claim()
+        changes = _first_runner_lost(job, now, stale_seconds)
+        job = {**job, **changes}
     begun = job.get("Attempts") or 0
     new_attempt = not (job.get("Continue") and begun)
-    changes: dict = {}
     if new_attempt and begun:
         changes.update(record_outcome(job, attempts.INTERRUPTED, "its run came round again before the attempt "
                                                                  "reported an end (its worker may have stopped)", now))
@@ -226,6 +235,19 @@ def start_over(job: dict) -> dict:
     return dict(START_OVER)
 
 
+def _unclaimed_first_run(job: dict) -> bool:
+    """Started with its rows in its run message, and no claim written yet."""
+    return bool(job.get("Carried")) and not job.get("Attempts")
+
+
+def _first_runner_lost(job: dict, now: dt.datetime, stale_seconds: int) -> dict:
+    """The first attempt, counted as lost: its runner wrote nothing for `stale_seconds`."""
+    first = {"Attempts": 1, "AttemptStartedAt": job["StartTime"]}
+    return {**first, **record_outcome({**job, **first}, attempts.WORKER_LOST,
+                                      f"its first runner reported nothing for {stale_seconds} s (its instance or "
+                                      "worker stopped, or its run message waited that long)", now)}
+
+
 def stale(job: dict, now: dt.datetime, stale_seconds: int) -> dict | None:
     """A Running job whose runner's heartbeat is older than `stale_seconds`: the changes that
     let another runner take it (its attempt noted as lost), else None."""
@@ -234,6 +256,8 @@ def stale(job: dict, now: dt.datetime, stale_seconds: int) -> dict | None:
     last = job.get("HeartbeatAt") or job.get("StartTime")
     if last is None or now - last < dt.timedelta(seconds=stale_seconds):
         return None
+    if _unclaimed_first_run(job):
+        return {**_first_runner_lost(job, now, stale_seconds), "HeartbeatAt": now, "RunnerId": ""}
     return {**record_outcome(job, attempts.WORKER_LOST, f"no heartbeat for {stale_seconds} s (its instance or worker "
                                                         "stopped)", now), "HeartbeatAt": now, "RunnerId": ""}
 

@@ -183,7 +183,8 @@ def _claim(partition: str, job_id: str, carried: Row | None, carried_vm: Row | N
             vm = get_store().get(POOLS, partition, job["VmKey"]) if job and job.get("VmKey") else None
         if job is None:
             return None
-        claim = lifecycle.claim_runner(job, runner_id, clock.utcnow(), stale_seconds)
+        claim = lifecycle.claim_runner(job, runner_id, clock.utcnow(), stale_seconds,
+                                       carried=carried is not None and tries == 0)
         if claim.give_up:
             if end_job(job, vm, lifecycle.FAILED, claim.give_up):
                 log.warning("job gave up job=%s attempts=%s", job_id, job.get("Attempts"))
@@ -344,19 +345,23 @@ def _runners() -> ThreadPoolExecutor:
         return _runner_threads
 
 
-async def run_off_the_worker(body: bytes) -> None:
+async def run_off_the_worker(body: bytes, delivery: int = 1) -> None:
     """Run a slice on the app's own RUNNER_THREADS threads. The Python worker runs every sync
     invocation on one shared pool; slices last up to RUN_SLICE_SECONDS, and on that pool they
     would leave HTTP calls waiting. Awaited from an `async def` entry point, a slice holds
-    none of the worker's threads."""
-    await asyncio.get_running_loop().run_in_executor(_runners(), _run_failing_plainly, body)
+    none of the worker's threads. A message delivered again (its invocation failed) is run
+    from a fresh read: the rows it carries are older than what its first run wrote."""
+    await asyncio.get_running_loop().run_in_executor(_runners(), _run_failing_plainly, body, delivery)
 
 
-def _run_failing_plainly(body: bytes) -> None:
+def _run_failing_plainly(body: bytes, delivery: int) -> None:
     """run_job, with an exit raised inside it (a scorer calling sys.exit) turned into an
     ordinary failure: re-raised on the event loop, it would stop the loop itself."""
+    partition, job_id, carried, carried_vm = moves.job_of_message(body)
+    if delivery > 1:
+        carried = carried_vm = None
     try:
-        run_job(*moves.job_of_message(body))
+        run_job(partition, job_id, carried, carried_vm)
     except Exception:
         raise
     except BaseException as error:

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from shared import bes, records, services
+from shared import bes, layout, records, services
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import BlobFile, account_of, blob_endpoint, ensure_container
@@ -33,8 +33,9 @@ class JobFailed(Exception):
 
 
 def block_id(job_id: str, output_index: int, number: int) -> str:
-    """The id of an output's block: the same for the same chunk in every attempt."""
-    return base64.b64encode(f"{number:08d}-{output_index:03d}-{job_id}".encode()).decode()
+    """The id of an output's block: the same for the same chunk in every attempt, 43 bytes
+    before encoding and 60 after, whatever the pool's name (Azure takes at most 64)."""
+    return base64.b64encode(f"{number:08d}-{output_index:03d}-{layout.job_stamp(job_id)}".encode()).decode()
 
 
 class Output:

@@ -62,8 +62,7 @@ def _plain(entity: dict) -> dict:
 
 
 def _upper_bound(prefix: str) -> str:
-    if not prefix:
-        return "~"  # above every key this app writes (letters, digits, '|', '-', '_')
+    """The least key above every key that starts with `prefix` (which is not empty)."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
@@ -116,12 +115,18 @@ class TableStore:
         before one) and only those meeting a condition on their properties (the service skips
         the others)."""
         low = "gt" if after is not None else "ge"
-        query = f"PartitionKey eq @pk and RowKey {low} @low and RowKey lt @high" + (
-            f" and {condition}" if condition else "")
+        bounds = {"pk": partition, "low": after or row_prefix}
+        query = f"PartitionKey eq @pk and RowKey {low} @low"
+        high = _upper_bound(row_prefix) if row_prefix else None  # no prefix: the whole partition
+        if before is not None:
+            high = min(before, high) if high is not None else before
+        if high is not None:
+            query += " and RowKey lt @high"
+            bounds["high"] = high
+        if condition:
+            query += f" and {condition}"
         found = []
-        high = min(before, _upper_bound(row_prefix)) if before is not None else _upper_bound(row_prefix)
-        for entity in self._query(table, query, {**(parameters or {}), "pk": partition, "low": after or row_prefix,
-                                                 "high": high}, select, limit):
+        for entity in self._query(table, query, {**(parameters or {}), **bounds}, select, limit):
             found.append(entity)
             if limit and len(found) >= limit:
                 break
@@ -146,7 +151,8 @@ class TableStore:
         return len(self.rows(table, partition, row_prefix, select=["RowKey"]))
 
     def scan(self, table: str, row_prefix: str, condition: str = "", parameters: dict | None = None) -> list[dict]:
-        """Rows of every partition whose RowKey starts with `row_prefix` (for sweeps only)."""
+        """Rows of every partition whose RowKey starts with `row_prefix`: a table scan, for the
+        operator's listings and reports only."""
         query = "RowKey ge @low and RowKey lt @high" + (f" and {condition}" if condition else "")
         return list(self._query(table, query, {"low": row_prefix, "high": _upper_bound(row_prefix),
                                                **(parameters or {})}))

@@ -12,6 +12,7 @@ import pytest
 from azure.storage.queue import QueueServiceClient
 
 from devhost.azurite import start_azurite
+from shared import layout
 from tests.e2e.conftest import APP_ENV, make_tenant
 from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, as_it_stands, unique, wait_for
 from tests.e2e.test_jobs import census_csv, most_at_once, ready_pool
@@ -34,7 +35,7 @@ def cluster(logs_dir):
 
 def runner_pid(log_path, job_id: str) -> int | None:
     for line in reversed(log_path.read_text().splitlines()):
-        match = re.search(rf" (\d+) shared\.execution run claimed job={job_id} ", line)
+        match = re.search(rf" (\d+) shared\.runner run claimed job={job_id} ", line)
         if match:
             return int(match.group(1))
     return None
@@ -104,12 +105,12 @@ def test_a_run_message_delivered_twice_runs_the_job_once(cluster):
         "inputs/census.csv", f"outputs/{unique('twice')}.csv", pool, SecondsPerChunk=0.5))
     assert started["StatusCode"] == "Running"
     wait_for(lambda: runner_pid(log_path, job_id), timeout=20)
-    send_run_message(emulator, "run-job", tenant.subscription_id, job_id)
+    send_run_message(emulator, "run-job", layout.job_partition(tenant.subscription_id, job_id), job_id)
     done = api.wait_job(tenant.jobs, tenant.api_key, job_id)
     assert done["StatusCode"] == "Finished" and done["Attempts"] == 1
     skipped = rf"run message skipped job={job_id} "
     before = len(re.findall(skipped, log_path.read_text()))
-    send_run_message(emulator, "run-job", tenant.subscription_id, job_id)
+    send_run_message(emulator, "run-job", layout.job_partition(tenant.subscription_id, job_id), job_id)
     # The late duplicate is taken off the queue and found to have nothing to run.
     wait_for(lambda: len(re.findall(skipped, log_path.read_text())) > before, timeout=30)
     again = api.job(tenant.jobs, tenant.api_key, suffix=f"/{job_id}").json()

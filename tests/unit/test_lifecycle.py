@@ -268,3 +268,25 @@ def test_a_run_message_carries_the_rows_it_was_written_as():
     assert moves.job_of_message(json.dumps(plain).encode()) == (PART, "j1", None, None)
     huge = Row({**row, "Request": "x" * 50000}, {"etag": "W/1"})
     assert set(moves.run_message(huge, machine)) == {"Partition", "JobId"}  # too large to carry
+
+
+def test_a_started_job_is_left_to_the_runner_its_message_carries_it_to():
+    started = job(lifecycle.NOT_STARTED)
+    lifecycle.start_now(started, vm(), at(0))
+    assert started["Carried"] is True
+    # Another message (a duplicate, a re-send) leaves it alone while that runner may be at work...
+    assert lifecycle.claim_runner(started, "r2", at(3), 30).take is None
+    # ...the carried one takes it...
+    assert lifecycle.claim_runner(started, "r1", at(3), 30, carried=True).take["Attempts"] == 1
+    # ...and once RUN_STALE_SECONDS have passed with no claim written, anyone may: the first
+    # attempt counts as lost (its runner died before its first write, or never got the message).
+    late = lifecycle.claim_runner(started, "r2", at(31), 30).take
+    assert late["Attempts"] == 2
+    assert [(o["Attempt"], o["Outcome"]) for o in attempts.outcomes(late["AttemptOutcomes"])] == [
+        (1, attempts.WORKER_LOST)]
+    resent = lifecycle.stale(started, at(31), 30)
+    assert resent["Attempts"] == 1 and resent["RunnerId"] == "" and resent["HeartbeatAt"] == at(31)
+    assert lifecycle.claim_runner({**started, **resent}, "r2", at(32), 30).take["Attempts"] == 2
+    # A job a VM was claimed for from the queue has no carried runner: its message claims it.
+    queued = job(lifecycle.RUNNING, Attempts=0)
+    assert lifecycle.claim_runner(queued, "r3", at(1), 30).take["Attempts"] == 1

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from shared import scoring
+from shared import layout, scoring
 from shared.settings import get_settings
 from shared.storage import concurrently, read_token
 from shared.storage.connections import DEVELOPMENT_KEY, parse_connection_string
@@ -93,6 +93,13 @@ def test_a_resumed_output_stages_after_the_checkpoint_with_the_same_ids():
 def test_block_ids_are_equal_length_and_differ_by_output():
     ids = {scoring.block_id("00000000000000abcdef0123456789ab", o, n) for o in (0, 1) for n in (0, 99999)}
     assert len(ids) == 4 and len({len(i) for i in ids}) == 1
+
+
+def test_block_ids_fit_azure_whatever_the_pool_is_called():
+    job_id = layout.new_job_id(NOON, "p" * 64)
+    ids = {scoring.block_id(job_id, 7, n) for n in (0, 99999999)}
+    assert len(ids) == 2 and all(len(i) <= 64 for i in ids)
+    assert scoring.block_id(layout.new_job_id(NOON, "q"), 7, 0) != scoring.block_id(job_id, 7, 0)
 
 
 def test_an_empty_output_is_still_written():
