@@ -120,13 +120,15 @@ def tick(partition: str) -> dict[str, tuple[str, dt.datetime]]:
 def _pair_waiting_jobs(partition: str) -> dict[str, tuple[str, dt.datetime]]:
     started: dict[str, tuple[str, dt.datetime]] = {}
     for _ in range(MAX_ROUNDS):
-        waiting, pool_vms = concurrently(lambda: heads(partition), lambda: live_vms(partition))
-        if not waiting:
+        first, pool_vms = concurrently(lambda: heads(partition, START_CHOICES), lambda: live_vms(partition))
+        if not first:
             return started
         now = clock.utcnow()
-        waiting = in_time(waiting, now)
+        waiting = in_time(first, now)
         pairs = pair_idle_vms(pool_vms, waiting, now)
         if not pairs:
+            if len(waiting) < len(first):
+                continue  # heads past their MaxQueuedSeconds made room for the next ones
             if not any(vms.is_live(vm) for vm in pool_vms):
                 _cancel_if_pool_gone(partition)
             return started
@@ -137,10 +139,11 @@ def _pair_waiting_jobs(partition: str) -> dict[str, tuple[str, dt.datetime]]:
             else:
                 lost_race = True
                 break
-        if not lost_race:
-            return started
-        # Another instance is claiming this pool's jobs: let it finish its round first.
-        time.sleep(random.uniform(0.002, 0.01))
+        if lost_race:
+            # Another instance is claiming this pool's jobs: let it finish its round first.
+            time.sleep(random.uniform(0.002, 0.01))
+        elif len(pairs) < len(waiting) or len(first) < START_CHOICES:
+            return started  # every idle VM, or every waiting job, has been paired
     return started
 
 
@@ -158,13 +161,6 @@ def in_time(waiting: list[dict], now: dt.datetime) -> list[dict]:
             continue
         kept.append(wait)
     return kept
-
-
-def next_in_time(waiting: list[dict], now: dt.datetime) -> dict | None:
-    """The queue's head, if it may still start (one past its MaxQueuedSeconds is left to a tick)."""
-    if waiting and not attempts.waited_too_long(waiting[0].get("Deadline"), now):
-        return waiting[0]
-    return None
 
 
 def claim(vm: dict, wait: dict, now: dt.datetime) -> bool:

@@ -209,13 +209,11 @@ def cancel_job(service: ServiceRef, job_id: str) -> dict:
     def attempt():
         job = _job(service, job_id)
         now = clock.utcnow()
-        vm = head = None
+        vm = None
         if job["Status"] == lifecycle.RUNNING:
-            vm, waiting = concurrently(lambda: get_store().get(POOLS, job["PartitionKey"], job["VmKey"]),
-                                       lambda: dispatch.heads(job["PartitionKey"], 1))
-            head = dispatch.next_in_time(waiting, now)
+            vm = get_store().get(POOLS, job["PartitionKey"], job["VmKey"])
         try:
-            move = lifecycle.cancel(job, now, vm, head)
+            move = lifecycle.cancel(job, now, vm)
         except lifecycle.TooLate:
             log.info("cancel too late job=%s: its outputs are being committed", job_id)
             return None
@@ -231,16 +229,15 @@ def cancel_job(service: ServiceRef, job_id: str) -> dict:
 
 
 def after_end(job_id: str, move: lifecycle.Move) -> None:
-    """What follows an end that was written: the run message of the job its VM went to, or a
-    tick of the pool when the VM went idle; a classic job's run time to the ledger."""
+    """What follows an end that was written: when its VM went idle, a look at the pool's
+    queue (one read), and the VM handed to its head if anyone waits; a classic job's run time
+    to the ledger."""
     row = next(entity for _, entity in move.operations if entity["RowKey"] == layout.job_key(job_id))
     partition = row["PartitionKey"]
-    handed = lifecycle.handed_to(move)
-    if handed:
-        moves.send_run({"PartitionKey": partition, "JobId": handed})
-        log.info("job started job=%s partition=%s (the VM of job=%s)", handed, partition, job_id)
-    elif move.freed_vm:
-        dispatch.tick(partition)
+    if move.freed_vm:
+        others_wait, _ = dispatch.head_or_free_vms(partition)
+        if others_wait:
+            dispatch.tick(partition)
     if partition == layout.CLASSIC_PARTITION and row.get("StartTime"):
         reports.record_classic_run(row)
 

@@ -11,7 +11,7 @@ state raises `IllegalMove`.
     NotStarted --enqueue----> Waiting            (a wait row, FIFO by start time)
     Waiting    --claim_vm---> Running            (the head of the queue takes an idle VM)
     Running    --claim_runner / heartbeat / checkpoint / fence / let_go / start_over--> Running
-    Running    --end--------> Finished | Failed | Cancelled   (the VM released or handed on)
+    Running    --end--------> Finished | Failed | Cancelled   (the VM released)
     Waiting    --expire / end_waiting / cancel--> Cancelled
     NotStarted --cancel-----> Cancelled
 
@@ -291,10 +291,11 @@ def _ended_event(job: dict, status: str, details: str, attempts_made: int) -> Ev
 
 
 def end(job: dict, status: str, details: str, now: dt.datetime, vm: dict | None = None,
-        results: dict | None = None, head: dict | None = None) -> Move:
+        results: dict | None = None) -> Move:
     """A Running job reaches a terminal state in one transaction: the job on its etag, its VM
-    released on its own (or handed straight to `head`, the queue's first wait row), and its
-    job-hour rows."""
+    released on its own, and its job-hour rows. Whoever wrote it then looks at the queue
+    (`freed_vm`): writing before looking, as an enqueue does before its tick, leaves no
+    waiting job behind an idle VM."""
     _require(job, "end", RUNNING)
     if status not in TERMINAL:
         raise IllegalMove(f"end as {status}", job["Status"])
@@ -309,18 +310,7 @@ def end(job: dict, status: str, details: str, now: dt.datetime, vm: dict | None 
         return Move(changes, operations, event)
     assert vm is not None
     vm.update(after)
-    if head is not None and vm["State"] == vms.IDLE:
-        handed = claim_vm(head, vm, now)
-        return Move(changes, [*operations, *handed.operations], event + handed.events)
     return Move(changes, [*operations, ("replace", vm)], event, freed_vm=vm["State"] == vms.IDLE)
-
-
-def handed_to(move: Move) -> str | None:
-    """The waiting job an end handed its VM to, if any."""
-    for kind, entity in move.operations:
-        if kind == "delete" and entity["RowKey"].startswith(layout.WAIT_PREFIX):
-            return entity["JobId"]
-    return None
 
 
 def wait_of(job: dict) -> dict:
@@ -346,8 +336,7 @@ def expire(wait: dict, now: dt.datetime) -> Move:
     return end_waiting(wait, attempts.too_long_details(wait.get("MaxQueuedSeconds") or 0), now)
 
 
-def cancel(job: dict, now: dt.datetime, vm: dict | None = None, head: dict | None = None,
-           details: str = CANCELLED_BY_CALLER) -> Move:
+def cancel(job: dict, now: dt.datetime, vm: dict | None = None, details: str = CANCELLED_BY_CALLER) -> Move:
     """The caller's cancel (or a pool's deletion): from any state but an ended one, and not
     once the run is committing its outputs."""
     state = job["Status"]
@@ -360,7 +349,7 @@ def cancel(job: dict, now: dt.datetime, vm: dict | None = None, head: dict | Non
     if state == RUNNING:
         if job.get("Committing"):
             raise TooLate("cancel", state)
-        return end(job, CANCELLED, details, now, vm, head=head)
+        return end(job, CANCELLED, details, now, vm)
     raise IllegalMove("cancel", state)
 
 
@@ -373,13 +362,12 @@ def timeout_details(timeout: dt.timedelta) -> str:
     return f"stopped after the service's TimeoutSeconds of {int(timeout.total_seconds())} s since the job started"
 
 
-def time_out(job: dict, timeout: dt.timedelta, now: dt.datetime, vm: dict | None = None,
-             head: dict | None = None) -> Move:
+def time_out(job: dict, timeout: dt.timedelta, now: dt.datetime, vm: dict | None = None) -> Move:
     """Running -> Failed once past its TimeoutSeconds."""
     _require(job, "time_out", RUNNING)
     if not timed_out(job, timeout, now):
         raise IllegalMove("time_out before the job's timeout", job["Status"])
-    return end(job, FAILED, timeout_details(timeout), now, vm, head=head)
+    return end(job, FAILED, timeout_details(timeout), now, vm)
 
 
 def public_status(state: str) -> str:

@@ -13,14 +13,15 @@
   nothing is committed; once it succeeded, the job finishes.
 * TimeoutSeconds counts from the job's first start, across slices and attempts; past it the
   job ends Failed and its VM is freed, even while a chunk is still being scored.
-* The end is one transaction (`lifecycle.end`): the job final, its VM released or handed to
-  the head of the queue, its job-hour rows.
+* The end is one transaction (`lifecycle.end`): the job final, its VM released, its job-hour
+  rows; then the runner looks at the queue and hands the VM to its head if anyone waits.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+import random
 import threading
 import time
 import uuid
@@ -55,15 +56,13 @@ def _ref(job: dict) -> dict:
 
 
 def end_job(job: Row, vm: Row | None, status: str, details: str, results: dict | None = None) -> bool:
-    """End a job this runner holds (its etag says nobody changed it since), releasing its VM
-    or handing it to the head of the queue; False if someone else changed the job first."""
+    """End a job this runner holds (its etag says nobody changed it since) and release its VM,
+    then hand the VM on if anyone waits; False if someone else changed the job first."""
     partition = job["PartitionKey"]
-    for _ in range(MAX_END_TRIES):
-        now = clock.utcnow()
-        head = dispatch.next_in_time(dispatch.heads(partition, 1), now)
+    for tries in range(MAX_END_TRIES):
         ending, releasing = _copy(job), _copy(vm) if vm is not None else None
         try:
-            move = lifecycle.end(ending, status, details, now, releasing, results, head)
+            move = lifecycle.end(ending, status, details, clock.utcnow(), releasing, results)
         except lifecycle.IllegalMove:
             return False
         try:
@@ -73,12 +72,16 @@ def end_job(job: Row, vm: Row | None, status: str, details: str, results: dict |
                                      lambda: get_store().get(POOLS, partition, job["VmKey"]))
             if fresh is None or etag_of(fresh) != etag_of(job):
                 return False
-            continue  # the VM or the queue's head changed meanwhile: again with fresh ones
+            # The VM changed meanwhile (a resize marked it draining): again with its new row.
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** tries)))
+            continue
         job.update(ending)
         job.metadata = ending.metadata
         log.info("job ended job=%s partition=%s state=%s", job["JobId"], partition, status)
         jobs.after_end(job["JobId"], move)
         return True
+    log.warning("job not ended job=%s partition=%s (its VM kept changing); the sweeper retries it", job["JobId"],
+                partition)
     return False
 
 

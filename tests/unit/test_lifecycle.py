@@ -133,19 +133,11 @@ def test_end_releases_the_vm_and_writes_job_hours():
     assert attempts.outcomes(row["AttemptOutcomes"])[-1]["Outcome"] == lifecycle.FINISHED
 
 
-def test_end_hands_the_vm_to_the_head_of_the_queue_in_the_same_transaction():
-    row, machine, head = job(lifecycle.RUNNING), vm(vms.BUSY, "j1"), wait("j2")
-    move = lifecycle.end(row, lifecycle.FINISHED, "", at(10), machine, head=head)
-    assert kinds(move)[-3:] == [("replace", "vm"), ("delete", "q"), ("merge", "job")]
-    assert machine["State"] == vms.BUSY and machine["JobId"] == "j2" and not move.freed_vm
-    assert lifecycle.handed_to(move) == "j2"
-
-
-def test_a_draining_vm_is_deleted_when_its_job_ends_and_takes_nobody():
+def test_a_draining_vm_is_deleted_when_its_job_ends():
     machine = vm(vms.DRAINING, "j1")
-    move = lifecycle.end(job(lifecycle.RUNNING), lifecycle.FAILED, "x", at(10), machine, head=wait("j2"))
+    move = lifecycle.end(job(lifecycle.RUNNING), lifecycle.FAILED, "x", at(10), machine)
     assert machine["State"] == vms.DELETED and machine["DeletedAt"] == at(10).replace(microsecond=0)
-    assert lifecycle.handed_to(move) is None and not move.freed_vm
+    assert not move.freed_vm  # nothing for the queue: the VM is gone
 
 
 def test_end_leaves_a_vm_that_is_not_the_jobs_alone():
