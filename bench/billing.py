@@ -1,44 +1,17 @@
 """One billing tick over 1,000 active pools: seconds per tick and storage requests per pool.
 
-Pools are created through the API (10 accounts x 100 pools of 2 VMs); the tick then runs in
-this process, with every request the app's storage client sends counted.
+Pools are created through the API (10 accounts x 100 pools of 2 VMs); the tick
+(`shared.ledger.accrue_all`) then runs in this process, with every request the app's storage
+clients send counted (beside the count of operations the tick itself reports).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import Stack, use_storage
-
-from shared.storage import clients
-
-
-class RequestCounter:
-    """Counts every request the app's SDK clients send (through their shared transport)
-    while it is in use."""
-
-    def __init__(self):
-        self.count = 0
-        self._lock = threading.Lock()
-        self._transport = clients.shared_transport()
-        self._send = self._transport.send
-
-    def __enter__(self):
-        counter = self
-
-        def counting_send(*args, **kwargs):
-            with counter._lock:
-                counter.count += 1
-            return counter._send(*args, **kwargs)
-
-        self._transport.send = counting_send
-        return self
-
-    def __exit__(self, *_):
-        self._transport.send = self._send
+from common import RequestCounter, Stack, azurite_ports, use_storage
 
 
 def make_pools(stack: Stack, accounts: int, pools_each: int) -> None:
@@ -46,8 +19,9 @@ def make_pools(stack: Stack, accounts: int, pools_each: int) -> None:
         tenant = stack.tenant(0, max_pools=pools_each)
         service_url = stack.api.put_service(tenant["subscription"], "svc").json()["SwaggerUrl"]
         for index in range(pools_each):
-            stack.api.call("POST", tenant["pools"], {"PoolId": f"p{index}", "VmCount": 2,
-                                                     "ServiceSwaggerUrl": service_url}, key=tenant["key"])
+            answer = stack.api.call("POST", tenant["pools"], {"PoolId": f"p{index}", "VmCount": 2,
+                                                              "ServiceSwaggerUrl": service_url}, key=tenant["key"])
+            assert answer.status_code == 201, answer.text
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one_account, range(accounts)))
@@ -60,17 +34,18 @@ def run(accounts: int, pools_each: int) -> dict:
         make_pools(stack, accounts, pools_each)
         setup_seconds = time.perf_counter() - started
         use_storage(stack.azurite.connection_string, "bench")
-        from shared import usage
+        from shared import ledger
         ticks = []
         for _ in range(2):
             time.sleep(1.5)
-            with RequestCounter() as counter:
+            with RequestCounter(azurite_ports(stack.azurite)) as counter:
                 began = time.perf_counter()
-                figures = usage.accrue_all()
+                figures = ledger.accrue_all()
                 seconds = time.perf_counter() - began
             ticks.append({"pools": figures["pools"], "seconds": round(seconds, 2),
-                          "storage_requests": counter.count,
-                          "requests_per_pool": round(counter.count / max(1, figures["pools"]), 2)})
+                          "storage_requests": counter.count, "operations_the_tick_reported": figures["operations"],
+                          "requests_per_pool": round(counter.count / max(1, figures["pools"]), 2),
+                          "requests_by_kind": counter.kinds()})
         return {"pools": accounts * pools_each, "setup_seconds": round(setup_seconds, 1), "ticks": ticks}
     finally:
         stack.stop()

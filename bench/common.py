@@ -5,8 +5,10 @@ import os
 import secrets
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,6 +28,44 @@ def use_storage(connection_string: str, table_prefix: str) -> None:
     settings.get_settings.cache_clear()
     storage.get_store.cache_clear()
     storage.get_queues.cache_clear()
+
+
+class RequestCounter:
+    """Counts every request the app's SDK clients in this process send (through their shared
+    transport, retries included) while it is in use: in all, and by (service, method), the
+    service told by the port it goes to (`ports`: port -> name, e.g. Azurite's)."""
+
+    def __init__(self, ports: dict[int, str] | None = None):
+        from shared.storage import clients
+        self.count = 0
+        self.by_kind: dict[tuple[str, str], int] = {}
+        self._ports = ports or {}
+        self._lock = threading.Lock()
+        self._transport = clients.shared_transport()
+        self._send = self._transport.send
+
+    def __enter__(self):
+        counter = self
+
+        def counting_send(request, *args, **kwargs):
+            kind = (counter._ports.get(urlsplit(request.url).port, "other"), request.method)
+            with counter._lock:
+                counter.count += 1
+                counter.by_kind[kind] = counter.by_kind.get(kind, 0) + 1
+            return counter._send(request, *args, **kwargs)
+
+        self._transport.send = counting_send
+        return self
+
+    def __exit__(self, *_):
+        self._transport.send = self._send
+
+    def kinds(self) -> dict[str, int]:
+        return {f"{service} {method}": count for (service, method), count in sorted(self.by_kind.items())}
+
+
+def azurite_ports(azurite) -> dict[int, str]:
+    return {azurite.blob_port: "blob", azurite.queue_port: "queue", azurite.table_port: "table"}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -103,8 +143,17 @@ class Stack:
                     **(env or {})}
         self.host = HostProcess(ROOT, connection, instances=instances,
                                 log_path=log_dir / f"host-{instances}.log", extra_env=settings)
+        self.started = time.perf_counter()  # the host listens from here; its timers start with it
         self.api = Api(self.host.url, self.host.master_key)
         self.blobs = Blobs(connection)
+        self.table_prefix = settings["BATCHPOOL_TABLE_PREFIX"]
+        self._jobs_table = None
+
+    def past_first_sweep(self) -> None:
+        """Wait until the Sweeper has run once since the host started (it runs every 10 s): the
+        first sweep in an instance also runs retention (`shared.retention`), which an idle
+        window must not take for the timers' steady cost."""
+        time.sleep(max(0.0, self.started + 11 - time.perf_counter()))
 
     def app_requests(self) -> dict[tuple[str, str], int]:
         """Requests the app's own clients sent so far, by (service, method)."""
@@ -117,10 +166,18 @@ class Stack:
 
     def job_status(self, tenant: dict, job_id: str) -> str:
         """A job's status read straight from the app's table, not through the app (so that
-        waiting for it adds no app requests)."""
+        waiting for it adds no app requests): its one row, `job|<id>` in the partition its id
+        names (see `shared.layout`). A waiting job reads "Waiting"."""
         from azure.data.tables import TableClient
-        client = TableClient.from_connection_string(self.azurite.connection_string, "benchJobs")
-        return client.get_entity(f"{tenant['subscription']}|svc", job_id)["Status"]
+
+        from shared import layout
+        if self._jobs_table is None:
+            self._jobs_table = TableClient.from_connection_string(self.azurite.connection_string,
+                                                                f"{self.table_prefix}Pools")
+        partition = layout.job_partition(tenant["subscription"], job_id)
+        if partition is None:
+            raise ValueError(f"{job_id!r} is no job id of the app's")
+        return self._jobs_table.get_entity(partition, layout.job_key(job_id))["Status"]
 
     def tenant(self, vm_count: int, max_pools: int = 5) -> dict:
         tag = secrets.token_hex(3)

@@ -1,7 +1,7 @@
 """Scoring throughput blob to blob, beside plain pandas on the same CSV, and peak memory.
 
-For 1M and 4M census rows: the job path (`execution.score`: chunked download, sample
-scorer, staged upload) and, as the floor, pandas alone reading the same CSV from memory and
+For 1M and 4M census rows: the job path (`scoring.Slice`: chunked download, sample scorer,
+staged blocks, commit) and, as the floor, pandas alone reading the same CSV from memory and
 writing it back. Each measurement runs in a fresh process so its peak memory (VmHWM) is its own.
 """
 from __future__ import annotations
@@ -30,18 +30,13 @@ def _peak_mb() -> float:
 
 
 class _NoLease:
-    """Scoring measured alone: no run row to hold, check or checkpoint."""
-
-    def __init__(self, run: dict):
-        self.run = run
+    """Scoring measured alone: the runner's lease as the slice sees it (`scoring.Progress`),
+    with no job row to check or write."""
 
     def check(self) -> None:
         pass
 
     def note(self, **progress) -> None:
-        pass
-
-    def write(self, changes: dict) -> None:
         pass
 
 
@@ -54,18 +49,26 @@ class _Whole:
 def measure_job(connection_string: str, blob: str, rows: int) -> dict:
     use_storage(connection_string, "scoring")
     from samples import census
-    from shared import bes, execution
+    from shared import bes, scoring
     location = {"ConnectionString": connection_string, "BaseLocation": None, "SasBlobToken": None}
     request = bes.JobRequest(bes.parse_location({**location, "RelativeLocation": f"bench/{blob}"}, "Input"),
                              {"output1": bes.parse_location({**location, "RelativeLocation": f"bench/out-{blob}"},
                                                             "Outputs.output1")}, {}, None)
-    run = {"JobId": "bench", "PartitionKey": "bench"}
-    work = execution._Slice(_NoLease(run), request, census.score, _Whole())
+    job = {"JobId": "bench", "PartitionKey": "bench"}  # a job row with no checkpoint yet
+    work = scoring.Slice(job, _NoLease(), request, census.score, _Whole())
     began = time.perf_counter()
+    # What the runner does with one slice that reaches the end (`shared.runner._run_slice`),
+    # less its job-row writes: score, stage what is held, take the checkpoint (the fence's
+    # fields), make the outputs visible.
     assert work.score(to_the_end=True)
+    work.ready_to_commit()
+    position = work.checkpoint()
     work.commit()
     seconds = time.perf_counter() - began
-    assert work.position["RowsScored"] == rows
+    assert work.position["RowsScored"] == rows == position["RowsScored"]
+    from azure.storage.blob import BlobServiceClient
+    written = BlobServiceClient.from_connection_string(connection_string).get_blob_client("bench", f"out-{blob}")
+    assert written.get_blob_properties().size > 0
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds),
             "peak_rss_mb": _peak_mb()}
 
