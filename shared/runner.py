@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import AzureError
 
-from shared import attempts, clock, dispatch, events, jobs, lifecycle, moves, scoring
+from shared import attempts, clock, events, jobs, lifecycle, moves, scoring
 from shared.scoring import JobFailed
 from shared.settings import get_settings
 from shared.storage import POOLS, WriteConflict, concurrently, get_store
