@@ -126,10 +126,10 @@ class _Pool:
 
 def _reads_alone(pools: dict, samples: int) -> dict:
     """Where a tick's time goes: p50 of each of its two side-by-side reads made alone, per pool
-    (the queue's head as `dispatch.heads` reads it, up to MAX_VMS_PER_POOL wait rows; the same
-    read of one row; the live VMs), taken in turn like the claims."""
+    (the queue's head as a tick reads it, up to START_CHOICES wait rows; the same read of one
+    row; the live VMs), taken in turn like the claims."""
     from shared import dispatch
-    reads = {"heads_as_tick_reads_them": lambda p: dispatch.heads(p),
+    reads = {"heads_as_tick_reads_them": lambda p: dispatch.heads(p, dispatch.START_CHOICES),
              "heads_limit_1": lambda p: dispatch.heads(p, 1),
              "live_vms": lambda p: dispatch.live_vms(p)}
     timings = {(name, read): [] for name in pools for read in reads}
