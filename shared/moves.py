@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 RUN_QUEUE = "run-job"
 TICK_QUEUE = "schedule-tick"
-# A queue message holds 64 KiB once base64-encoded: a larger row travels by reference.
-MAX_CARRIED_CHARS = 46 * 1024
+# A queue message holds 64 KiB once base64-encoded (as the queues here are): a message that
+# would be larger goes without the rows, and its runner reads them.
+MAX_MESSAGE_BYTES = 64 * 1024
 
 
 def read_job(partition: str, job_id: str) -> Row | None:
@@ -67,10 +68,15 @@ def run_message(job: dict, vm: dict | None = None) -> dict:
     written, when the sender has both with their etags and they fit."""
     message = {"Partition": job["PartitionKey"], "JobId": job["JobId"]}
     if isinstance(job, Row) and isinstance(vm, Row) and etag_of(job) and etag_of(vm):
-        carried = {"Job": _carried(job), "Vm": _carried(vm)}
-        if sum(len(text) for text in carried.values()) <= MAX_CARRIED_CHARS:
-            message.update(carried)
+        carried = {**message, "Job": _carried(job), "Vm": _carried(vm)}
+        if encoded_size(carried) <= MAX_MESSAGE_BYTES:
+            return carried
     return message
+
+
+def encoded_size(message: dict) -> int:
+    """The bytes a message takes on the queue: its JSON, base64-encoded."""
+    return 4 * -(-len(json.dumps(message).encode()) // 3)
 
 
 def send_run(job: dict, vm: dict | None = None, delay_seconds: int = 0) -> None:

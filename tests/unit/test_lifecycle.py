@@ -260,6 +260,9 @@ def test_a_run_message_carries_the_rows_it_was_written_as():
     assert moves.job_of_message(json.dumps(plain).encode()) == (PART, "j1", None, None)
     huge = Row({**row, "Request": "x" * 50000}, {"etag": "W/1"})
     assert set(moves.run_message(huge, machine)) == {"Partition", "JobId"}  # too large to carry
+    # The largest request a job keeps, full of characters JSON escapes, still fits once encoded.
+    quoted = Row({**row, "Request": json.dumps({"q": '"' * 14000})}, {"etag": "W/1"})
+    assert moves.encoded_size(moves.run_message(quoted, machine)) <= moves.MAX_MESSAGE_BYTES
 
 
 def test_a_started_job_is_left_to_the_runner_its_message_carries_it_to():
