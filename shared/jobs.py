@@ -348,7 +348,7 @@ def get_job(service: ServiceRef, job_id: str) -> dict:
 def _waiting_places(waiting: list[dict]) -> dict[str, dict]:
     """Where waiting jobs stand, by wait key: 1-based queue position, pending reason and
     expected start. Per pool, side by side: one read of its wait keys up to the last one
-    asked about, one of its live VMs and one of its recent jobs' run times."""
+    asked about and one of its live VMs (which also hold its recent run times)."""
     by_pool: dict[str, list[str]] = {}
     for job in waiting:
         by_pool.setdefault(job["PartitionKey"], []).append(job["WaitKey"])
@@ -360,15 +360,16 @@ def _waiting_places(waiting: list[dict]) -> dict[str, dict]:
         last = max(keys)
         reads += [lambda p=partition, k=last: store.rows(POOLS, p, layout.WAIT_PREFIX, before=k + "~",
                                                          select=["RowKey"]),
-                  lambda p=partition, c=classic: [] if c else dispatch.live_vms(p),
-                  lambda p=partition, c=classic: None if c else reports.recent_run_seconds(p)]
+                  lambda p=partition, c=classic: [] if c else dispatch.live_vms(p)]
     answers = concurrently(*reads)
     now = clock.utcnow()
     places = {}
     for index, (partition, keys) in enumerate(partitions):
-        queue, pool_vms, durations = answers[3 * index: 3 * index + 3]
+        queue, pool_vms = answers[2 * index: 2 * index + 2]
+        classic = partition == layout.CLASSIC_PARTITION
+        durations = None if classic else predict.recent_run_seconds(pool_vms, now)
         queue = [row["RowKey"] for row in queue]
-        reason = vms.pending_reason(pool_vms, now, classic=partition == layout.CLASSIC_PARTITION)
+        reason = vms.pending_reason(pool_vms, now, classic=classic)
         positions = {key: bisect.bisect_left(queue, key) + 1 for key in keys}
         estimate = None if durations is None else predict.estimate(now, pool_vms, max(positions.values()), durations)
         for key, position in positions.items():

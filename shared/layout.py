@@ -22,7 +22,8 @@ Three kinds of partition:
                                    checkpoint, attempts)
       pool                         the pool: target size, VM ordinals, billing watermark
       q|<startedMs>|<jobId>        a waiting job; key order is FIFO order
-      vm|<ordinal>                 one VM: state, provisioned and deleted times, its job
+      vm|<ordinal>                 one VM: state, provisioned and deleted times, its job, its
+                                   last runs' times (what start estimates go by)
 
   Wait rows sort just before the VMs, so one range read from `q|` returns the queue's head
   if anyone waits, and otherwise the VMs.

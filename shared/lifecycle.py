@@ -27,7 +27,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
-from shared import attempts, billing, clock, costs, layout, vms
+from shared import attempts, billing, clock, costs, layout, predict, vms
 
 NOT_STARTED, WAITING, RUNNING = "NotStarted", "Waiting", "Running"
 FINISHED, FAILED, CANCELLED = "Finished", "Failed", "Cancelled"
@@ -262,14 +262,17 @@ def stale(job: dict, now: dt.datetime, stale_seconds: int) -> dict | None:
                                                         "stopped)", now), "HeartbeatAt": now, "RunnerId": ""}
 
 
-def released(vm: dict | None, job_id: str, now: dt.datetime) -> dict | None:
-    """What the VM row becomes when its job ends: Idle again, or deleted if it was draining
-    (None if the VM is not this job's)."""
-    if vm is None or vm.get("JobId") != job_id:
+def released(vm: dict | None, job: dict, now: dt.datetime) -> dict | None:
+    """What the VM row becomes when its job ends: Idle again with the run among its recent
+    ones (what predictions go by), or deleted if it was draining (None if the VM is not this
+    job's)."""
+    if vm is None or vm.get("JobId") != job["JobId"]:
         return None
+    seconds = (now - job["StartTime"]).total_seconds() if job.get("StartTime") else 0.0
+    recent = {"RecentRuns": predict.with_run(vm, now, seconds)}
     if vm["State"] == vms.DRAINING:
-        return vms.retirement(now)
-    return {"State": vms.IDLE, "JobId": "", "IdleSince": now}
+        return {**vms.retirement(now), **recent}
+    return {"State": vms.IDLE, "JobId": "", "IdleSince": now, **recent}
 
 
 def job_hour_rows(job: dict, end: dt.datetime) -> list[tuple]:
@@ -305,7 +308,7 @@ def end(job: dict, status: str, details: str, now: dt.datetime, vm: dict | None 
         job.pop(progress, None)
     operations = [_job_write(job, changes), *job_hour_rows(job, now)]
     event = _notify(job, _ended_event(job, status, details, job.get("Attempts") or 0))
-    after = released(vm, job["JobId"], now)
+    after = released(vm, job, now)
     if after is None:
         return Move(changes, operations, event)
     assert vm is not None

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import uuid
 
-from shared import billing, clock, dispatch, layout, moves, predict, reports, services, vms
+from shared import billing, clock, dispatch, layout, moves, predict, services, vms
 from shared.accounts import Account, pool_service_url
 from shared.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from shared.settings import get_settings
@@ -235,8 +235,8 @@ def get_pool(account: Account, pool_id: str) -> dict:
     vm_rows = pool_vms(partition)
     pool = _owned_pool(account, pool_id)  # after the VMs: see pool_view
     now = clock.utcnow()
-    queue, durations = concurrently(lambda: dispatch.waiting_jobs(partition),
-                                    lambda: reports.recent_run_seconds(partition))
+    queue = dispatch.waiting_jobs(partition)
+    durations = predict.recent_run_seconds(vm_rows, now)
     estimate = predict.estimate(now, billing.listed(pool, vm_rows), len(queue), durations)
     drains = estimate.starts[-1] if queue and estimate.starts else None
     return {**pool_view(pool, vm_rows, len(queue), now, with_vms=True), "Queue": queue[:QUEUE_SHOWN],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import json
 import statistics
 from dataclasses import dataclass
 
@@ -27,6 +28,35 @@ MIN_HISTORY = 1
 OVERDUE_FRACTION = 0.1
 
 RECENT_JOBS, NO_HISTORY, POOL_AT_ZERO = "RecentJobs", "NoHistory", "PoolAtZeroVms"
+
+# The recent run times are kept on the VM rows, which every reader of an estimate reads
+# anyway: each VM's RecentRuns holds its last RUNS_PER_VM runs as [end (epoch seconds),
+# seconds], newest first. An estimate goes by the pool's last HISTORY_JOBS runs that ended
+# within HISTORY_HOURS, so its cost does not grow with the pool's history.
+RUNS_PER_VM = 20
+HISTORY_JOBS = 50
+HISTORY_HOURS = 6
+
+
+def with_run(vm: dict, end: dt.datetime, seconds: float) -> str:
+    """The VM row's RecentRuns once a run of `seconds` ended on it at `end`."""
+    runs = [[round(end.timestamp()), round(max(seconds, 0.0), 3)], *_runs(vm)]
+    return json.dumps(runs[:RUNS_PER_VM], separators=(",", ":"))
+
+
+def _runs(vm: dict) -> list[list[float]]:
+    try:
+        runs = json.loads(vm.get("RecentRuns") or "[]")
+    except ValueError:
+        return []
+    return [run for run in runs if isinstance(run, list) and len(run) == 2] if isinstance(runs, list) else []
+
+
+def recent_run_seconds(pool_vms: list[dict], now: dt.datetime) -> list[float]:
+    """Run times of the pool's most recent runs, newest first, from its VM rows."""
+    since = (now - dt.timedelta(hours=HISTORY_HOURS)).timestamp()
+    runs = sorted((run for vm in pool_vms for run in _runs(vm) if run[0] >= since), reverse=True)
+    return [seconds for _, seconds in runs[:HISTORY_JOBS]]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Usage reports, per-job cost and the run times predictions go by: reads of the ledger
+"""Usage reports and per-job cost: reads of the ledger
 (`shared.ledger`), the job-hour rows each pool job writes as it ends, and classic jobs' run
 time, which is billed to their service's plan:
 
@@ -21,9 +21,6 @@ MAX_REPORT_DAYS = 366
 MAX_JOBS_LISTED = 1000  # of a usage report, the costliest first
 EARLIEST_REPORT_YEAR, LATEST_REPORT_YEAR = 2000, 9000
 CLASSIC_PREFIX = "classic|"
-# What the expected start of waiting jobs goes by: the pool's jobs that ended lately.
-RECENT_HOURS = 6
-RECENT_JOBS = 50
 
 
 def classic_key(job_id: str) -> str:
@@ -39,16 +36,6 @@ def record_classic_run(job: dict) -> None:
                                "ServiceId": job["ServiceId"], "BillingPlanId": job.get("BillingPlanId") or "",
                                "StartTime": start, "EndTime": end,
                                "Seconds": max(0, int((end - start).total_seconds()))})
-
-
-def recent_run_seconds(partition: str) -> list[float]:
-    """Run times of the pool's most recent jobs (ended within RECENT_HOURS, at most RECENT_JOBS),
-    from its job-hour rows: one range read from RECENT_HOURS ago on."""
-    since = billing.hour_of(clock.utcnow() - dt.timedelta(hours=RECENT_HOURS))
-    rows = get_store().key_range(POOLS, partition, layout.job_hour_prefix(since), layout.JOB_HOUR_PREFIX + "~",
-                                 select=["JobId", "StartTime", "EndTime"])
-    ended = {row["JobId"]: (row["EndTime"], (row["EndTime"] - row["StartTime"]).total_seconds()) for row in rows}
-    return [seconds for _, seconds in sorted(ended.values(), reverse=True)[:RECENT_JOBS]]
 
 
 def _job_hour_rows(partition: str, start: dt.datetime, end: dt.datetime) -> list[dict]:

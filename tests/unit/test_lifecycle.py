@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from shared import attempts, layout, lifecycle, moves, vms
+from shared import attempts, layout, lifecycle, moves, predict, vms
 from shared.storage.tables import Row
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, 0, 250000, tzinfo=dt.timezone.utc)
@@ -131,6 +131,7 @@ def test_end_releases_the_vm_and_writes_job_hours():
     assert seconds == [3600, 400]  # whole seconds from 09:00:00 to 10:06:40, split by hour
     assert row["Status"] == lifecycle.FINISHED and json.loads(row["Results"]) == {"output1": {}}
     assert attempts.outcomes(row["AttemptOutcomes"])[-1]["Outcome"] == lifecycle.FINISHED
+    assert predict.recent_run_seconds([machine], at(4000)) == [4000.0]  # what estimates go by
 
 
 def test_a_draining_vm_is_deleted_when_its_job_ends():
@@ -138,6 +139,7 @@ def test_a_draining_vm_is_deleted_when_its_job_ends():
     move = lifecycle.end(job(lifecycle.RUNNING), lifecycle.FAILED, "x", at(10), machine)
     assert machine["State"] == vms.DELETED and machine["DeletedAt"] == at(10).replace(microsecond=0)
     assert not move.freed_vm  # nothing for the queue: the VM is gone
+    assert predict.recent_run_seconds([machine], at(10)) == [10.0]  # its run still counts
 
 
 def test_end_leaves_a_vm_that_is_not_the_jobs_alone():

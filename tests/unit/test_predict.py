@@ -60,3 +60,34 @@ def test_a_busy_vm_is_expected_free_by_what_longer_jobs_took():
     assert predict.remaining(50, history, 20) == 2
     free = predict.free_at(vm(vms.BUSY, busy_for=15), NOW, history, 20)
     assert (free - NOW).total_seconds() == 15
+
+
+def test_a_vm_keeps_its_last_runs_newest_first():
+    row = vm(vms.IDLE)
+    for index in range(predict.RUNS_PER_VM + 5):
+        row["RecentRuns"] = predict.with_run(row, NOW + dt.timedelta(seconds=index), float(index))
+    kept = predict.recent_run_seconds([row], NOW + dt.timedelta(minutes=1))
+    assert kept == [float(i) for i in reversed(range(5, predict.RUNS_PER_VM + 5))]
+
+
+def test_recent_runs_merge_across_vms_newest_first_within_the_window():
+    old, first, second = vm(vms.IDLE), vm(vms.IDLE), vm(vms.BUSY, busy_for=3)
+    old["RecentRuns"] = predict.with_run(old, NOW - dt.timedelta(hours=predict.HISTORY_HOURS, seconds=1), 99.0)
+    first["RecentRuns"] = predict.with_run(first, NOW - dt.timedelta(seconds=30), 1.0)
+    second["RecentRuns"] = predict.with_run(second, NOW - dt.timedelta(seconds=10), 2.0)
+    assert predict.recent_run_seconds([old, first, second], NOW) == [2.0, 1.0]  # the 99 s run is too old
+
+
+def test_recent_runs_are_bounded_however_many_vms():
+    rows = []
+    for index in range(10):
+        row = vm(vms.IDLE)
+        for run in range(predict.RUNS_PER_VM):
+            row["RecentRuns"] = predict.with_run(row, NOW - dt.timedelta(seconds=index * 100 + run), 5.0)
+        rows.append(row)
+    assert len(predict.recent_run_seconds(rows, NOW)) == predict.HISTORY_JOBS
+
+
+def test_a_vm_without_runs_or_with_a_damaged_field_has_no_history():
+    assert predict.recent_run_seconds([vm(vms.IDLE), {**vm(vms.IDLE), "RecentRuns": "not json"},
+                                       {**vm(vms.IDLE), "RecentRuns": '{"a": 1}'}], NOW) == []
