@@ -1,14 +1,10 @@
-"""Queue job-events: send a job's pending push events to its NotificationUrl, in order."""
-import json
-import logging
-
+"""Queue job-events: send a job's pending push events to its NotificationUrl, in order (an
+`async def`, so a slow receiver is waited for on the app's own threads, not in the thread
+pool HTTP calls need)."""
 import azure.functions as func
 
 from shared import events
 
 
-def main(msg: func.QueueMessage) -> None:
-    job_id = json.loads(msg.get_body())["JobId"]
-    counts = events.deliver(job_id)
-    logging.getLogger(__name__).info("events delivered job=%s %s", job_id,
-                                     " ".join(f"{k}={v}" for k, v in counts.items()))
+async def main(msg: func.QueueMessage) -> None:
+    await events.deliver_off_the_worker(msg.get_body())

@@ -40,10 +40,7 @@ class _NoLease:
         pass
 
 
-class _Whole:
-    """A job's settings for one slice that scores it all, in chunks of 50,000 rows."""
-    scoring_chunk_rows = 50000
-    run_slice_seconds = 3600
+CHUNK_ROWS = 50000  # the app's default SCORING_CHUNK_ROWS
 
 
 def measure_job(connection_string: str, blob: str, rows: int) -> dict:
@@ -55,7 +52,7 @@ def measure_job(connection_string: str, blob: str, rows: int) -> dict:
                              {"output1": bes.parse_location({**location, "RelativeLocation": f"bench/out-{blob}"},
                                                             "Outputs.output1")}, {}, None)
     job = {"JobId": "bench", "PartitionKey": "bench"}  # a job row with no checkpoint yet
-    work = scoring.Slice(job, _NoLease(), request, census.score, _Whole())
+    work = scoring.Slice(job, _NoLease(), request, census.score, CHUNK_ROWS, time.monotonic() + 3600)  # one slice
     began = time.perf_counter()
     # What the runner does with one slice that reaches the end (`shared.runner._run_slice`),
     # less its job-row writes: score, stage what is held, take the checkpoint (the fence's
@@ -97,6 +94,7 @@ def run(sizes: list[int]) -> dict:
     try:
         sys.path.insert(0, str(ROOT))
         from azure.storage.blob import BlobServiceClient
+
         from samples import census
         container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("bench")
         container.create_container()

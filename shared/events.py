@@ -15,6 +15,7 @@ tells by its `EventId`.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from shared import attempts, clock, lifecycle, signing
+from shared import admission, attempts, clock, lifecycle, signing
 from shared.bes import host_allowed
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
@@ -178,9 +179,32 @@ def _post(url: str, secret: str, body: str, kind: str, attempt: int) -> tuple[bo
     return 200 <= answer.status_code < 300, f"HTTP {answer.status_code}"
 
 
-def deliver(job_id: str) -> dict:
+async def deliver_off_the_worker(body: bytes) -> None:
+    """Deliver a job's events on a thread of the app's own (`shared.admission`), not the
+    worker's shared pool, which HTTP calls need while a slow receiver is waited for. The
+    invocation's time counts from here; with too little of it left once it has a thread, the
+    job is looked at again by a new message."""
+    arrived = time.monotonic()
+    job_id = json.loads(body)["JobId"]
+    await asyncio.get_running_loop().run_in_executor(admission.threads("events"), _deliver_in_time, job_id, arrived)
+
+
+def _deliver_in_time(job_id: str, arrived: float) -> None:
+    plan = admission.current()
+    waited = time.monotonic() - arrived
+    if not plan.may_start(waited):
+        _wake(job_id, BUSY_RETRY_SECONDS)
+        log.warning("events handed back job=%s waited_seconds=%.1f", job_id, waited)
+        return
+    working = plan.working_seconds()
+    counts = deliver(job_id, None if working is None else arrived + working)
+    log.info("events delivered job=%s %s", job_id, " ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+def deliver(job_id: str, deadline: float | None = None) -> dict:
     """Send the job's pending events in order, until one fails (it is retried after a
-    back-off) or none is left. Returns counts, for the log."""
+    back-off), none is left, or a POST could not be waited for before `deadline` (monotonic
+    clock; the job is then looked at again by a new message). Returns counts, for the log."""
     settings = get_settings()
     store = get_store()
     counts = {"delivered": 0, "failed": 0, "dead_lettered": 0}
@@ -198,6 +222,9 @@ def deliver(job_id: str) -> dict:
             event, now = pending[0], clock.utcnow()
             if event.get("NextAttemptAt") and event["NextAttemptAt"] > now:
                 _wake(job_id, max(1, int((event["NextAttemptAt"] - now).total_seconds()) + 1))
+                break
+            if deadline is not None and time.monotonic() + settings.webhook_timeout_seconds > deadline:
+                _wake(job_id)
                 break
             event["Attempts"] = (event.get("Attempts") or 0) + 1
             refused = _refusal(stream)

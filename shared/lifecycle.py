@@ -164,12 +164,17 @@ class Claim:
     give_up: str | None = None
 
 
-def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int, carried: bool = False) -> Claim:
+def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int, carried: bool = False,
+                 again: bool = False) -> Claim:
     """A runner's claim of a Running job. A claim that follows a slice's hand-over continues
     the run; any other is a new attempt if MaxRetries allows one more (else the job gives up).
     Nothing to do when the job is not running or a live runner holds it, or when the job's
-    first runner (the one its start's message carries the row to, `carried`) may still be
-    working without having written its claim yet: until RUN_STALE_SECONDS after the start."""
+    first runner (the one that took the message its start sent, `carried`, which writes its
+    claim with its first write) may still be working without having written it yet: until
+    RUN_STALE_SECONDS after the start. A first run nobody claimed by then is begun by
+    whichever message comes (its start's message waited in the queue). When the start's
+    message comes round `again` (its invocation failed or its instance stopped), its first
+    runner stopped before writing anything: that attempt is counted as lost."""
     if job["Status"] != RUNNING:
         return Claim()
     stale = dt.timedelta(seconds=stale_seconds)
@@ -177,11 +182,12 @@ def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int
     if job.get("RunnerId") and heartbeat and now - heartbeat < stale:
         return Claim()
     changes: dict = {}
-    if not carried and _unclaimed_first_run(job):
-        if now - job["StartTime"] < stale:
+    if _unclaimed_first_run(job):
+        if again:
+            changes = _first_runner_lost(job, now)
+            job = {**job, **changes}
+        elif not carried and now - job["StartTime"] < stale:
             return Claim()
-        changes = _first_runner_lost(job, now, stale_seconds)
-        job = {**job, **changes}
     begun = job.get("Attempts") or 0
     new_attempt = not (job.get("Continue") and begun)
     if new_attempt and begun:
@@ -240,24 +246,35 @@ def _unclaimed_first_run(job: dict) -> bool:
     return bool(job.get("Carried")) and not job.get("Attempts")
 
 
-def _first_runner_lost(job: dict, now: dt.datetime, stale_seconds: int) -> dict:
-    """The first attempt, counted as lost: its runner wrote nothing for `stale_seconds`."""
+# A job no runner holds (its run message is in the queue: sent by its start, a hand-over or
+# a retry) may wait there as long as the queue is long; its message is only sent again, in
+# case it was lost with an instance that stopped between writing the row and sending it,
+# after this many RUN_STALE_SECONDS. Runs are claimed exclusively, so a second message does
+# nothing but look.
+QUEUED_STALE_FACTOR = 5
+
+
+def _first_runner_lost(job: dict, now: dt.datetime) -> dict:
+    """The first attempt, counted as lost: its runner stopped before its first write."""
     first = {"Attempts": 1, "AttemptStartedAt": job["StartTime"]}
-    return {**first, **record_outcome({**job, **first}, attempts.WORKER_LOST,
-                                      f"its first runner reported nothing for {stale_seconds} s (its instance or "
-                                      "worker stopped, or its run message waited that long)", now)}
+    return {**first, **record_outcome({**job, **first}, attempts.WORKER_LOST, "its first runner stopped before it "
+                                      "reported anything (its instance or worker stopped)", now)}
 
 
 def stale(job: dict, now: dt.datetime, stale_seconds: int) -> dict | None:
-    """A Running job whose runner's heartbeat is older than `stale_seconds`: the changes that
-    let another runner take it (its attempt noted as lost), else None."""
+    """A Running job the sweeper should send a run message for again, and the changes to
+    write first (None if none): one whose runner's heartbeat is older than `stale_seconds`
+    (its attempt noted as lost, so another runner may take it), or one no runner holds whose
+    message may have been lost (nothing noted: waiting in the queue is no failure)."""
     if job["Status"] != RUNNING:
         return None
     last = job.get("HeartbeatAt") or job.get("StartTime")
-    if last is None or now - last < dt.timedelta(seconds=stale_seconds):
+    if last is None:
         return None
-    if _unclaimed_first_run(job):
-        return {**_first_runner_lost(job, now, stale_seconds), "HeartbeatAt": now, "RunnerId": ""}
+    if not job.get("RunnerId"):
+        return {"HeartbeatAt": now} if now - last >= dt.timedelta(seconds=stale_seconds * QUEUED_STALE_FACTOR) else None
+    if now - last < dt.timedelta(seconds=stale_seconds):
+        return None
     return {**record_outcome(job, attempts.WORKER_LOST, f"no heartbeat for {stale_seconds} s (its instance or worker "
                                                         "stopped)", now), "HeartbeatAt": now, "RunnerId": ""}
 

@@ -83,6 +83,11 @@ def send_run(job: dict, vm: dict | None = None, delay_seconds: int = 0) -> None:
     get_queues().send(RUN_QUEUE, run_message(job, vm), delay_seconds=delay_seconds)
 
 
+def send_back(body: bytes, delay_seconds: int) -> None:
+    """A run message as it came, sent again as a new message: handed back untouched."""
+    get_queues().send(RUN_QUEUE, json.loads(body), delay_seconds=delay_seconds)
+
+
 def job_of_message(body: bytes) -> tuple[str, str, Row | None, Row | None]:
     """The partition and job a run message names, and the job and VM rows it carries (with
     their etags), if it does."""

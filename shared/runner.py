@@ -25,11 +25,10 @@ import random
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import AzureError
 
-from shared import attempts, clock, events, jobs, lifecycle, moves, scoring
+from shared import admission, attempts, clock, events, jobs, lifecycle, moves, scoring
 from shared.scoring import JobFailed
 from shared.settings import get_settings
 from shared.storage import POOLS, WriteConflict, concurrently, get_store
@@ -173,10 +172,11 @@ class _Lease:
 
 
 def _claim(partition: str, job_id: str, carried: Row | None, carried_vm: Row | None, runner_id: str,
-           stale_seconds: int) -> tuple[Row, Row | None, dict] | None:
+           stale_seconds: int, starts: bool) -> tuple[Row, Row | None, dict] | None:
     """The job for this runner, with its VM and the claim's changes still to write (only when
-    the message carried the row: otherwise the claim is written here). None if the job ended,
-    a live runner holds it, or it gave up."""
+    the message carried the row: otherwise the claim is written here). `starts`: the message
+    is the one the job's start sent, delivered again if it carries no rows now (they are
+    dropped then). None if the job ended, a live runner holds it, or it gave up."""
     for tries in range(10):
         job: Row | None
         if carried is not None and tries == 0:
@@ -187,7 +187,7 @@ def _claim(partition: str, job_id: str, carried: Row | None, carried_vm: Row | N
         if job is None:
             return None
         claim = lifecycle.claim_runner(job, runner_id, clock.utcnow(), stale_seconds,
-                                       carried=carried is not None and tries == 0)
+                                       carried=starts and carried is not None, again=starts and carried is None)
         if claim.give_up:
             if end_job(job, vm, lifecycle.FAILED, claim.give_up):
                 log.warning("job gave up job=%s attempts=%s", job_id, job.get("Attempts"))
@@ -204,10 +204,13 @@ def _claim(partition: str, job_id: str, carried: Row | None, carried_vm: Row | N
     return None
 
 
-def run_job(partition: str, job_id: str, carried: Row | None = None, carried_vm: Row | None = None) -> None:
+def run_job(partition: str, job_id: str, carried: Row | None, carried_vm: Row | None, deadline: float,
+            starts: bool) -> None:
+    """Run a slice of the job, until the input ends or `deadline` (monotonic clock). `starts`:
+    the message is the one the job's start sent."""
     settings = get_settings()
     runner_id = uuid.uuid4().hex
-    claimed = _claim(partition, job_id, carried, carried_vm, runner_id, settings.run_stale_seconds)
+    claimed = _claim(partition, job_id, carried, carried_vm, runner_id, settings.run_stale_seconds, starts)
     if claimed is None:
         log.info("run message skipped job=%s (ended, or a live runner holds it)", job_id)
         return
@@ -223,7 +226,7 @@ def run_job(partition: str, job_id: str, carried: Row | None = None, carried_vm:
         return
     lease.start()
     try:
-        outcome = _run_slice(lease, settings)
+        outcome = _run_slice(lease, settings, deadline)
     finally:
         lease.stop()
     if outcome is None:
@@ -233,14 +236,15 @@ def run_job(partition: str, job_id: str, carried: Row | None = None, carried_vm:
     lease.end(status, details, results)
 
 
-def _run_slice(lease: _Lease, settings) -> tuple[str, str, dict | None] | None:
+def _run_slice(lease: _Lease, settings, deadline: float) -> tuple[str, str, dict | None] | None:
     """Score a slice; the job's end (state, details, results) when it has one, None when the
     run goes on (handed over, lost, or to be retried)."""
     job = lease.job
     job_id = job["JobId"]
     try:
         request = scoring.stored_request(job)
-        work = scoring.Slice(job, lease, request, scoring.load_scorer(job["Scorer"]), settings)
+        work = scoring.Slice(job, lease, request, scoring.load_scorer(job["Scorer"]), settings.scoring_chunk_rows,
+                             deadline)
         if job.get("Committing"):
             if work.needs_rescoring():
                 work.restart()
@@ -336,35 +340,39 @@ def fail_poisoned(body: bytes) -> None:
             return
 
 
-_runner_threads = None
-_runner_threads_lock = threading.Lock()
-
-
-def _runners() -> ThreadPoolExecutor:
-    global _runner_threads
-    with _runner_threads_lock:
-        if _runner_threads is None:
-            _runner_threads = ThreadPoolExecutor(get_settings().runner_threads, thread_name_prefix="runner")
-        return _runner_threads
+# A run message handed back (its slice found too little time left) is seen again after this.
+HANDED_BACK_DELAY_SECONDS = 1
 
 
 async def run_off_the_worker(body: bytes, delivery: int = 1) -> None:
-    """Run a slice on the app's own RUNNER_THREADS threads. The Python worker runs every sync
+    """Run a slice on a thread of the app's own, as many as the host runs RunJob invocations
+    at once (`shared.admission`), so none waits for one. The Python worker runs every sync
     invocation on one shared pool; slices last up to RUN_SLICE_SECONDS, and on that pool they
     would leave HTTP calls waiting. Awaited from an `async def` entry point, a slice holds
-    none of the worker's threads. A message delivered again (its invocation failed) is run
-    from a fresh read: the rows it carries are older than what its first run wrote."""
-    await asyncio.get_running_loop().run_in_executor(_runners(), _run_failing_plainly, body, delivery)
+    none of the worker's threads. Its time counts from here, the invocation's start. A
+    message delivered again (its invocation failed) is run from a fresh read: the rows it
+    carries are older than what its first run wrote."""
+    arrived = time.monotonic()
+    await asyncio.get_running_loop().run_in_executor(admission.threads("runner"), _run_failing_plainly, body,
+                                                     delivery, arrived)
 
 
-def _run_failing_plainly(body: bytes, delivery: int) -> None:
+def _run_failing_plainly(body: bytes, delivery: int, arrived: float) -> None:
     """run_job, with an exit raised inside it (a scorer calling sys.exit) turned into an
-    ordinary failure: re-raised on the event loop, it would stop the loop itself."""
+    ordinary failure: re-raised on the event loop, it would stop the loop itself. A slice
+    with too little of its time left hands its message back instead."""
     partition, job_id, carried, carried_vm = moves.job_of_message(body)
+    plan, slice_seconds = admission.current(), get_settings().run_slice_seconds
+    waited = time.monotonic() - arrived
+    if not plan.may_start(waited, slice_seconds):
+        moves.send_back(body, HANDED_BACK_DELAY_SECONDS)
+        log.warning("run message handed back job=%s waited_seconds=%.1f", job_id, waited)
+        return
+    starts = carried is not None
     if delivery > 1:
         carried = carried_vm = None
     try:
-        run_job(partition, job_id, carried, carried_vm)
+        run_job(partition, job_id, carried, carried_vm, arrived + plan.slice_seconds(slice_seconds), starts)
     except Exception:
         raise
     except BaseException as error:

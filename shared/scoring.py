@@ -117,14 +117,15 @@ class Progress(Protocol):
 
 class Slice:
     """One invocation's share of a run: score from the job's checkpoint until the input ends
-    or the slice's time is up."""
+    or the slice's time is up (`deadline`, on the monotonic clock)."""
 
-    def __init__(self, job: dict, progress: Progress, request: bes.JobRequest, scorer, settings):
+    def __init__(self, job: dict, progress: Progress, request: bes.JobRequest, scorer, chunk_rows: int,
+                 deadline: float):
         self.progress = progress
         self.request = request
         self.scorer = scorer
-        self.chunk_rows = settings.scoring_chunk_rows
-        self.deadline = time.monotonic() + settings.run_slice_seconds
+        self.chunk_rows = chunk_rows
+        self.deadline = deadline
         staged = json.loads(job.get("OutputBlocks") or "{}")
         self.position = {key: job.get(key) or 0 for key in ("InputOffset", "RowsScored", "Chunks")}
         self.size = job.get("InputBytes") or 0

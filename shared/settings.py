@@ -43,7 +43,6 @@ class Settings:
     scoring_chunk_rows: int
     result_sas_hours: int
     run_slice_seconds: int
-    runner_threads: int
     scorer_packages: tuple[str, ...]
     output_container: str
     output_retention_minutes: int
@@ -128,7 +127,6 @@ def get_settings() -> Settings:
         scoring_chunk_rows=_int_setting("SCORING_CHUNK_ROWS", 50000, 100, 1000000),
         result_sas_hours=_int_setting("RESULT_SAS_HOURS", 24, 1, 168),
         run_slice_seconds=_int_setting("RUN_SLICE_SECONDS", 120, 1, 3600),
-        runner_threads=_int_setting("RUNNER_THREADS", 4, 1, 64),
         scorer_packages=_packages(os.environ.get("SCORER_PACKAGES", "samples")),
         output_container=_container(os.environ.get("OUTPUT_CONTAINER") or "batchpool-outputs"),
         output_retention_minutes=_int_setting("OUTPUT_RETENTION_MINUTES", 7 * 24 * 60, 1, 366 * 24 * 60),

@@ -254,13 +254,19 @@ class Listener:
 
 def as_it_stands(job: dict) -> dict:
     """The job as it stands, without what two answers tell differently however little
-    changed: each answer makes its own read tokens for the outputs, and a cost that is not
-    final takes its share of the hour's idle time as the hour goes on."""
+    changed: each answer makes its own read tokens for the outputs, and an ended job's cost
+    takes its share of the hour's idle time as the hour goes on, until it turns final once
+    the hour is billed (which may happen between two reads). Its own seconds are fixed."""
     results = {name: {**shown, "SasBlobToken": None} for name, shown in (job["Results"] or {}).items()}
     cost = job.get("Cost")
-    if cost and not cost["Final"]:
-        cost = {"ComputeSeconds": cost["ComputeSeconds"], "Final": False}
-    return {**job, "Results": results, "Cost": cost}
+    return {**job, "Results": results, "Cost": cost and {"ComputeSeconds": cost["ComputeSeconds"]}}
+
+
+def costs_progress(earlier: dict, later: dict) -> bool:
+    """A job's cost read twice: never final before and not after, never gone."""
+    if earlier.get("Cost") is None:
+        return True
+    return later.get("Cost") is not None and earlier["Cost"]["Final"] <= later["Cost"]["Final"]
 
 
 def _json_or_none(response: requests.Response):

@@ -23,5 +23,5 @@ def test_short_chaos_run_loses_nothing(logs_dir):
     # A job no client knows of can only come from a submit whose answer died with its instance.
     assert figures["untracked_jobs"] <= figures["submits_unanswered"]
     # A run begins again only when a kill or a throttling window cut it short: each can cut the
-    # runs of the instances it hit (RUNNER_THREADS, 4, each).
+    # runs of the instances it hit (4 each: host.json's batchSize + newBatchThreshold).
     assert figures["runs_begun_again"] <= 4 * (figures["kills"] + 3 * figures["throttles"])

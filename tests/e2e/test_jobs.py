@@ -9,7 +9,7 @@ import requests
 
 from samples import census
 from tests.e2e.conftest import VM_PROVISIONING_SECONDS
-from tests.e2e.harness import as_it_stands, unique, wait_for
+from tests.e2e.harness import as_it_stands, costs_progress, unique, wait_for
 from tests.e2e.test_pools import create
 
 
@@ -131,7 +131,7 @@ def test_waiting_jobs_start_in_fifo_order_one_vm_at_a_time(api, tenant, blobs, s
     assert {j["JobId"] for j in listed} == {holder, *ids}
     for job in listed:
         own = api.job(tenant.jobs, tenant.api_key, suffix=f"/{job['JobId']}").json()
-        assert as_it_stands(job) == as_it_stands(own)
+        assert as_it_stands(job) == as_it_stands(own) and costs_progress(job, own)
 
 
 def most_at_once(jobs: list[dict]) -> int:

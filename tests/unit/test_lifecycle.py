@@ -80,7 +80,9 @@ def test_a_runner_claims_only_a_running_job(state):
 
 @pytest.mark.parametrize("state", lifecycle.STATES)
 def test_only_a_running_job_goes_stale(state):
-    assert (lifecycle.stale(job(state), at(31), 30) is not None) is (state == lifecycle.RUNNING)
+    late = at(30 * lifecycle.QUEUED_STALE_FACTOR + 1)
+    assert (lifecycle.stale(job(state), late, 30) is not None) is (state == lifecycle.RUNNING)
+    assert (lifecycle.stale(job(state, RunnerId="r1"), late, 30) is not None) is (state == lifecycle.RUNNING)
 
 
 def test_start_now_puts_the_job_on_the_vm_on_both_etags():
@@ -216,11 +218,22 @@ def test_a_claim_past_max_retries_gives_up():
 
 
 def test_stale_needs_a_heartbeat_older_than_the_limit():
-    running = job(lifecycle.RUNNING, HeartbeatAt=at(0))
+    running = job(lifecycle.RUNNING, HeartbeatAt=at(0), RunnerId="r1")
     assert lifecycle.stale(running, at(29), 30) is None
     changes = lifecycle.stale(running, at(31), 30)
     assert changes["RunnerId"] == "" and attempts.outcomes(changes["AttemptOutcomes"])[0]["Outcome"] == \
         attempts.WORKER_LOST
+
+
+def test_a_job_waiting_in_the_queue_for_a_runner_loses_nothing():
+    # Handed over: its message is in the queue, however long that is.
+    handed = job(lifecycle.RUNNING, HeartbeatAt=at(0), RunnerId="", Continue=True)
+    limit = 30 * lifecycle.QUEUED_STALE_FACTOR
+    assert lifecycle.stale(handed, at(31), 30) is None and lifecycle.stale(handed, at(limit - 1), 30) is None
+    # Only long after is its message sent again (it may have been lost), with nothing noted.
+    assert lifecycle.stale(handed, at(limit), 30) == {"HeartbeatAt": at(limit)}
+    claim = lifecycle.claim_runner(handed, "r2", at(limit + 1), 30)
+    assert claim.take["Attempts"] == 1 and "AttemptOutcomes" not in claim.take
 
 
 def test_checkpoint_and_fence():
@@ -275,15 +288,23 @@ def test_a_started_job_is_left_to_the_runner_its_message_carries_it_to():
     assert lifecycle.claim_runner(started, "r2", at(3), 30).take is None
     # ...the carried one takes it...
     assert lifecycle.claim_runner(started, "r1", at(3), 30, carried=True).take["Attempts"] == 1
-    # ...and once RUN_STALE_SECONDS have passed with no claim written, anyone may: the first
-    # attempt counts as lost (its runner died before its first write, or never got the message).
+    # ...and once RUN_STALE_SECONDS have passed with no claim written, any message begins the
+    # first attempt: the start's message waited in the queue, or its runner stopped before it
+    # wrote anything (a run message is not lost for that: the host delivers it again).
     late = lifecycle.claim_runner(started, "r2", at(31), 30).take
-    assert late["Attempts"] == 2
-    assert [(o["Attempt"], o["Outcome"]) for o in attempts.outcomes(late["AttemptOutcomes"])] == [
+    assert late["Attempts"] == 1 and "AttemptOutcomes" not in late
+    # The sweeper sends it again only long after, in case it was lost, noting nothing.
+    assert lifecycle.stale(started, at(31), 30) is None
+    limit = 30 * lifecycle.QUEUED_STALE_FACTOR
+    resent = lifecycle.stale(started, at(limit), 30)
+    assert resent == {"HeartbeatAt": at(limit)}
+    assert lifecycle.claim_runner({**started, **resent}, "r2", at(limit + 1), 30).take["Attempts"] == 1
+    # The start's message delivered again (its invocation failed or its instance stopped):
+    # its first runner stopped before writing anything, so that attempt counts as lost.
+    again = lifecycle.claim_runner(started, "r4", at(3), 30, again=True).take
+    assert again["Attempts"] == 2
+    assert [(o["Attempt"], o["Outcome"]) for o in attempts.outcomes(again["AttemptOutcomes"])] == [
         (1, attempts.WORKER_LOST)]
-    resent = lifecycle.stale(started, at(31), 30)
-    assert resent["Attempts"] == 1 and resent["RunnerId"] == "" and resent["HeartbeatAt"] == at(31)
-    assert lifecycle.claim_runner({**started, **resent}, "r2", at(32), 30).take["Attempts"] == 2
     # A job a VM was claimed for from the queue has no carried runner: its message claims it.
     queued = job(lifecycle.RUNNING, Attempts=0)
     assert lifecycle.claim_runner(queued, "r3", at(1), 30).take["Attempts"] == 1
