@@ -9,6 +9,7 @@ from typing import Callable
 import azure.functions as func
 
 from shared.errors import (
+    RETRY_AFTER_SECONDS,
     BatchPoolError,
     InvalidRequest,
     NotFound,
@@ -32,7 +33,9 @@ def json_response(body, status: int = 200, headers: dict | None = None) -> func.
 
 
 def error_response(error: BatchPoolError) -> func.HttpResponse:
-    return json_response(envelope(error.category, error.code, error.message, error.target), error.status)
+    """The error's envelope; a 503 says when to try again (Retry-After)."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if error.status == 503 else None
+    return json_response(envelope(error.category, error.code, error.message, error.target), error.status, headers)
 
 
 def check_route_ids(req: func.HttpRequest) -> None:

@@ -16,8 +16,11 @@ import random
 import threading
 import time
 
+from azure.core.exceptions import AzureError
+
 from shared import attempts, clock, layout, lifecycle, moves, vms
 from shared.storage import POOLS, WriteConflict, concurrently, get_store
+from shared.storage.calls import describe_storage_error, is_transient
 from shared.storage.tables import Row
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,23 @@ class _PoolTicks:
 _pool_ticks: dict[str, _PoolTicks] = {}
 _pool_ticks_lock = threading.Lock()
 WAIT_FOR_PASS_SECONDS = 30
+
+
+# A tick that storage stopped looks again after this (the Sweeper would, too, within 10 s).
+TICK_AFTER_OUTAGE_SECONDS = 2
+
+
+def tick_for_message(body: bytes) -> None:
+    """A ScheduleTick invocation. When storage stops the tick, the invocation does not fail
+    (which would count towards the poison queue): a new message asks again shortly."""
+    partition = moves.pool_of_message(body)
+    try:
+        tick(partition)
+    except AzureError as error:
+        if not is_transient(error):
+            raise
+        moves.tick_later(partition, TICK_AFTER_OUTAGE_SECONDS)
+        log.warning("tick sent on after a storage outage partition=%s %s", partition, describe_storage_error(error))
 
 
 def tick(partition: str) -> dict[str, tuple[str, dt.datetime]]:

@@ -62,6 +62,10 @@ class UnsupportedMediaType(BatchPoolError):
     status, category, code = 415, "UnsupportedMediaType", "UnsupportedMediaType"
 
 
+# How long a caller told 503 is asked to wait (Retry-After) before it tries again.
+RETRY_AFTER_SECONDS = 5
+
+
 class Busy(BatchPoolError):
     """Too many concurrent writers kept winning; the caller may retry."""
     status, category, code = 503, "ServiceUnavailable", "TooManyConcurrentChanges"

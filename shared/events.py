@@ -24,12 +24,14 @@ import uuid
 from urllib.parse import urlsplit
 
 import requests
+from azure.core.exceptions import AzureError
 
 from shared import admission, attempts, clock, lifecycle, signing
 from shared.bes import host_allowed
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import SERVICES, WriteConflict, get_queues, get_store
+from shared.storage.calls import describe_storage_error, is_transient
 from shared.validation import is_loopback
 
 log = logging.getLogger(__name__)
@@ -197,7 +199,16 @@ def _deliver_in_time(job_id: str, arrived: float) -> None:
         log.warning("events handed back job=%s waited_seconds=%.1f", job_id, waited)
         return
     working = plan.working_seconds()
-    counts = deliver(job_id, None if working is None else arrived + working)
+    try:
+        counts = deliver(job_id, None if working is None else arrived + working)
+    except AzureError as error:
+        if not is_transient(error):
+            raise
+        # Not the receiver's fault, and the invocation does not fail (which would count
+        # towards the poison queue): the job is looked at again shortly.
+        _wake(job_id, BUSY_RETRY_SECONDS)
+        log.warning("events delivery sent on after a storage outage job=%s %s", job_id, describe_storage_error(error))
+        return
     log.info("events delivered job=%s %s", job_id, " ".join(f"{k}={v}" for k, v in counts.items()))
 
 

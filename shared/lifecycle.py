@@ -165,7 +165,7 @@ class Claim:
 
 
 def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int, carried: bool = False,
-                 again: bool = False) -> Claim:
+                 again: bool = False, sent_by: tuple[str, ...] = ()) -> Claim:
     """A runner's claim of a Running job. A claim that follows a slice's hand-over continues
     the run; any other is a new attempt if MaxRetries allows one more (else the job gives up).
     Nothing to do when the job is not running or a live runner holds it, or when the job's
@@ -174,12 +174,15 @@ def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int
     RUN_STALE_SECONDS after the start. A first run nobody claimed by then is begun by
     whichever message comes (its start's message waited in the queue). When the start's
     message comes round `again` (its invocation failed or its instance stopped), its first
-    runner stopped before writing anything: that attempt is counted as lost."""
+    runner stopped before writing anything: that attempt is counted as lost. A message sent
+    back by runners that storage stopped (`sent_by`) takes the run over from whichever of them
+    holds it, which is gone, at once and as the same attempt."""
     if job["Status"] != RUNNING:
         return Claim()
     stale = dt.timedelta(seconds=stale_seconds)
     heartbeat = job.get("HeartbeatAt")
-    if job.get("RunnerId") and heartbeat and now - heartbeat < stale:
+    taken_over = bool(job.get("RunnerId")) and job.get("RunnerId") in sent_by
+    if job.get("RunnerId") and heartbeat and now - heartbeat < stale and not taken_over:
         return Claim()
     changes: dict = {}
     if _unclaimed_first_run(job):
@@ -189,7 +192,7 @@ def claim_runner(job: dict, runner_id: str, now: dt.datetime, stale_seconds: int
         elif not carried and now - job["StartTime"] < stale:
             return Claim()
     begun = job.get("Attempts") or 0
-    new_attempt = not (job.get("Continue") and begun)
+    new_attempt = not ((job.get("Continue") or taken_over) and begun)
     if new_attempt and begun:
         changes.update(record_outcome(job, attempts.INTERRUPTED, "its run came round again before the attempt "
                                                                  "reported an end (its worker may have stopped)", now))
@@ -223,6 +226,14 @@ def fence(job: dict, position: dict, now: dt.datetime) -> dict:
     wrote first makes it lose."""
     _require(job, "fence", RUNNING)
     return {**position, "Committing": True, "HeartbeatAt": now}
+
+
+def pause(job: dict, now: dt.datetime) -> dict:
+    """Storage stopped the run: the lease let go, keeping the last checkpoint, for the same
+    attempt to go on from it once storage answers again (an outage is not the job's failure,
+    so no attempt is used up; its TimeoutSeconds still bounds it)."""
+    _require(job, "pause", RUNNING)
+    return {"RunnerId": "", "Continue": True, "HeartbeatAt": now}
 
 
 def let_go(job: dict, outcome: str, reason: str, now: dt.datetime) -> dict:

@@ -88,6 +88,24 @@ def send_back(body: bytes, delay_seconds: int) -> None:
     get_queues().send(RUN_QUEUE, json.loads(body), delay_seconds=delay_seconds)
 
 
+def send_after_outage(partition: str, job_id: str, holders: list[str], waits: int, delay_seconds: int) -> None:
+    """A run message from a runner that storage stopped: it may still hold the job's lease,
+    which it could not let go of, as may the runner that sent it the message it had; either
+    is gone, so the next runner may take the run over from them at once. `waits`: how many
+    times in a row storage stopped the run, for the back-off."""
+    get_queues().send(RUN_QUEUE, {"Partition": partition, "JobId": job_id, "From": holders[-2:], "Waits": waits},
+                      delay_seconds=delay_seconds)
+
+
+def outage_of_message(body: bytes) -> tuple[list[str], int]:
+    """The runners a run message was sent back by after a storage outage, and how many times
+    in a row that happened (none, 0 for any other message)."""
+    message = json.loads(body)
+    holders = message.get("From")
+    return [h for h in holders if isinstance(h, str) and h] if isinstance(holders, list) else [], \
+        message.get("Waits") or 0
+
+
 def job_of_message(body: bytes) -> tuple[str, str, Row | None, Row | None]:
     """The partition and job a run message names, and the job and VM rows it carries (with
     their etags), if it does."""

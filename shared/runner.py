@@ -90,8 +90,11 @@ class _Lease:
     and ends the job when its time is up. `claim` holds the claim's changes until the first
     write, when the run message carried the row."""
 
-    def __init__(self, job: Row, vm: Row | None, claim: dict, stale_seconds: int, timeout_seconds: int):
+    def __init__(self, job: Row, vm: Row | None, claim: dict, stale_seconds: int, timeout_seconds: int,
+                 holders: list[str], runner_id: str):
         self.job = job
+        self.holders = holders  # who may hold the job's lease: this runner, once its claim is written
+        self.runner_id = runner_id
         self.vm = vm
         self.claim = claim
         self.timeout = dt.timedelta(seconds=timeout_seconds)
@@ -131,6 +134,8 @@ class _Lease:
         except WriteConflict:
             self.lost = True
             raise RunLost() from None
+        if self.claim:
+            self.holders[:] = [self.runner_id]
         self.claim, self.noted = {}, {}
 
     def end(self, status: str, details: str, results: dict | None = None) -> bool:
@@ -172,11 +177,13 @@ class _Lease:
 
 
 def _claim(partition: str, job_id: str, carried: Row | None, carried_vm: Row | None, runner_id: str,
-           stale_seconds: int, starts: bool) -> tuple[Row, Row | None, dict] | None:
+           stale_seconds: int, starts: bool, holders: list[str]) -> tuple[Row, Row | None, dict] | None:
     """The job for this runner, with its VM and the claim's changes still to write (only when
     the message carried the row: otherwise the claim is written here). `starts`: the message
     is the one the job's start sent, delivered again if it carries no rows now (they are
-    dropped then). None if the job ended, a live runner holds it, or it gave up."""
+    dropped then). `holders`: the runners storage stopped that sent the message, and may
+    hold the lease (this runner alone once its claim is written). None if the job ended, a
+    live runner holds it, or it gave up."""
     for tries in range(10):
         job: Row | None
         if carried is not None and tries == 0:
@@ -187,7 +194,8 @@ def _claim(partition: str, job_id: str, carried: Row | None, carried_vm: Row | N
         if job is None:
             return None
         claim = lifecycle.claim_runner(job, runner_id, clock.utcnow(), stale_seconds,
-                                       carried=starts and carried is not None, again=starts and carried is None)
+                                       carried=starts and carried is not None, again=starts and carried is None,
+                                       sent_by=tuple(holders))
         if claim.give_up:
             if end_job(job, vm, lifecycle.FAILED, claim.give_up):
                 log.warning("job gave up job=%s attempts=%s", job_id, job.get("Attempts"))
@@ -200,17 +208,17 @@ def _claim(partition: str, job_id: str, carried: Row | None, carried_vm: Row | N
             get_store().update(POOLS, job, claim.take)
         except WriteConflict:
             continue
+        holders[:] = [runner_id]
         return job, vm, {}
     return None
 
 
 def run_job(partition: str, job_id: str, carried: Row | None, carried_vm: Row | None, deadline: float,
-            starts: bool) -> None:
+            starts: bool, runner_id: str, holders: list[str]) -> None:
     """Run a slice of the job, until the input ends or `deadline` (monotonic clock). `starts`:
-    the message is the one the job's start sent."""
+    the message is the one the job's start sent; `holders`: see `_claim`."""
     settings = get_settings()
-    runner_id = uuid.uuid4().hex
-    claimed = _claim(partition, job_id, carried, carried_vm, runner_id, settings.run_stale_seconds, starts)
+    claimed = _claim(partition, job_id, carried, carried_vm, runner_id, settings.run_stale_seconds, starts, holders)
     if claimed is None:
         log.info("run message skipped job=%s (ended, or a live runner holds it)", job_id)
         return
@@ -219,7 +227,7 @@ def run_job(partition: str, job_id: str, carried: Row | None, carried_vm: Row | 
              claim.get("Attempts", job.get("Attempts")), claim.get("Slices", job.get("Slices")),
              job.get("InputOffset") or 0)
     started = time.monotonic()
-    lease = _Lease(job, vm, claim, settings.run_stale_seconds, job.get("TimeoutSeconds") or 1)
+    lease = _Lease(job, vm, claim, settings.run_stale_seconds, job.get("TimeoutSeconds") or 1, holders, runner_id)
     if lifecycle.timed_out(job, lease.timeout, clock.utcnow()):
         if lease.end(lifecycle.FAILED, lifecycle.timeout_details(lease.timeout)):
             log.warning("job timed out job=%s", job_id)
@@ -270,10 +278,12 @@ def _run_slice(lease: _Lease, settings, deadline: float) -> tuple[str, str, dict
             _start_over(lease)
             return None
         if is_transient(error):
-            # Not the job's fault: another attempt, after a back-off, if MaxRetries allows.
+            # Not the job's fault, and no attempt used up: the lease is let go if the table
+            # answers, and the run goes on from its checkpoint once storage answers again
+            # (the message is sent by `_run_failing_plainly`).
             log.warning("run interrupted by storage job=%s %s", job_id, describe_storage_error(error))
-            _retry_later(lease, f"storage was unavailable ({describe_storage_error(error)})", error)
-            return None
+            _pause(lease)
+            raise
         log.warning("run failed on storage job=%s %s", job_id, describe_storage_error(error))
         return lifecycle.FAILED, f"a storage request failed ({describe_storage_error(error)}); check the " \
                                  "locations, the credentials and that the storage account is reachable", None
@@ -313,19 +323,14 @@ def _let_go(lease: _Lease, reason: str) -> bool:
         return False
 
 
-def _retry_later(lease: _Lease, reason: str, error: Exception) -> None:
-    """Give the run back and send it again after a back-off that grows with its attempts; the
-    next claim decides whether MaxRetries allows it. If storage cannot take the message
-    either, the invocation fails and the host retries its own message."""
-    if not _let_go(lease, reason):
-        raise error
-    delay = attempts.backoff_seconds(lease.job.get("Attempts") or 1)
+def _pause(lease: _Lease) -> None:
+    """Let the lease go for a storage outage, keeping the checkpoint and the attempt, if the
+    table answers; if it does not, the next runner takes the run over from this one."""
     try:
-        moves.send_run(_ref(lease.job), delay_seconds=delay)
-    except AzureError:
-        raise error from None
-    log.info("run to be retried job=%s attempt=%s in_seconds=%s", lease.job["JobId"], lease.job.get("Attempts"),
-             delay)
+        lease.write(lifecycle.pause(lease.job, clock.utcnow()))
+    except (RunLost, AzureError):
+        return
+    lease.holders[:] = []
 
 
 def fail_poisoned(body: bytes) -> None:
@@ -342,6 +347,9 @@ def fail_poisoned(body: bytes) -> None:
 
 # A run message handed back (its slice found too little time left) is seen again after this.
 HANDED_BACK_DELAY_SECONDS = 1
+# After a storage outage stopped a run, its next message waits from the first to the most,
+# doubling: short against RUN_STALE_SECONDS, so the runner that takes it over comes first.
+OUTAGE_FIRST_SECONDS, OUTAGE_MOST_SECONDS = 1, 4
 
 
 async def run_off_the_worker(body: bytes, delivery: int = 1) -> None:
@@ -360,7 +368,11 @@ async def run_off_the_worker(body: bytes, delivery: int = 1) -> None:
 def _run_failing_plainly(body: bytes, delivery: int, arrived: float) -> None:
     """run_job, with an exit raised inside it (a scorer calling sys.exit) turned into an
     ordinary failure: re-raised on the event loop, it would stop the loop itself. A slice
-    with too little of its time left hands its message back instead."""
+    with too little of its time left hands its message back instead. When storage stops the
+    run (unreachable, busy or failing past the SDK's retries), the invocation does not fail,
+    which would count towards the poison queue: a new message carries the run on after a
+    back-off, naming the runners that may still hold its lease. Only if the queue cannot
+    take that message either does the invocation fail, and the host retries it."""
     partition, job_id, carried, carried_vm = moves.job_of_message(body)
     plan, slice_seconds = admission.current(), get_settings().run_slice_seconds
     waited = time.monotonic() - arrived
@@ -371,8 +383,18 @@ def _run_failing_plainly(body: bytes, delivery: int, arrived: float) -> None:
     starts = carried is not None
     if delivery > 1:
         carried = carried_vm = None
+    holders, waits = moves.outage_of_message(body)
+    runner_id = uuid.uuid4().hex
     try:
-        run_job(partition, job_id, carried, carried_vm, arrived + plan.slice_seconds(slice_seconds), starts)
+        run_job(partition, job_id, carried, carried_vm, arrived + plan.slice_seconds(slice_seconds), starts,
+                runner_id, holders)
+    except AzureError as error:
+        if not is_transient(error):
+            raise
+        delay = attempts.backoff_seconds(waits + 1, OUTAGE_FIRST_SECONDS, OUTAGE_MOST_SECONDS)
+        moves.send_after_outage(partition, job_id, holders, waits + 1, delay)
+        log.warning("run sent on after a storage outage job=%s waits=%s in_seconds=%s %s", job_id, waits + 1, delay,
+                    describe_storage_error(error))
     except Exception:
         raise
     except BaseException as error:

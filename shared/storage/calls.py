@@ -67,8 +67,10 @@ def storage_guard(call: Callable[[], T]) -> T:
     """Turn an unreachable, throttling or failing storage account into a clear 503."""
     try:
         return call()
-    except ServiceRequestError:
-        log.warning("storage unreachable")
+    except (ServiceRequestError, ServiceResponseError) as error:
+        # Unreachable, or the connection dropped before an answer (so a write may or may not
+        # have been applied, as with any call that times out).
+        log.warning("storage unreachable error=%s", type(error).__name__)
         raise StorageUnavailable("the storage account cannot be reached; retry shortly") from None
     except ClientAuthenticationError as error:
         log.warning("storage refused the app's credential status=%s", error.status_code)

@@ -131,7 +131,7 @@ class Api:
         self.session = requests.Session()
         # A connection held by a host instance that was killed drops; idempotent calls retry.
         retry = Retry(total=3, connect=3, read=3, status=0, backoff_factor=0.1,
-                      allowed_methods=["GET", "PUT", "DELETE"])
+                      allowed_methods=["GET", "PUT", "DELETE"], respect_retry_after_header=False)
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
 
     def call(self, method: str, path: str, body=None, key: str | None = None, admin: bool = False,

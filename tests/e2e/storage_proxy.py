@@ -1,6 +1,7 @@
 """A fault-injecting proxy in front of one Azurite service: it forwards every request, counts
 them, and while `throttle` is on answers instead as a busy storage service does (503
-ServerBusy, or 429 for tables when asked) with a Retry-After header."""
+ServerBusy, or 429 for tables when asked) with a Retry-After header, or, while `refusing`
+is on, closes each connection without an answer, as an unreachable service does."""
 from __future__ import annotations
 
 import http.client
@@ -24,6 +25,7 @@ class StorageProxy:
         self.upstream_port = upstream_port
         self.service = service
         self.throttling = threading.Event()
+        self.refusing = threading.Event()
         self.status_when_throttled = 503
         self.retry_after = 1
         self.counts: Counter = Counter()
@@ -46,8 +48,12 @@ class StorageProxy:
                 agent = self.headers.get("User-Agent", "")
                 with proxy._lock:
                     proxy.counts[(self.command, agent.split(" ")[0])] += 1
-                    throttled = proxy.throttling.is_set()
-                    proxy.throttled += throttled
+                    refused = proxy.refusing.is_set()
+                    throttled = proxy.throttling.is_set() and not refused
+                    proxy.throttled += throttled or refused
+                if refused:
+                    self.close_connection = True
+                    return
                 if throttled:
                     self._busy()
                     return
@@ -74,7 +80,9 @@ class StorageProxy:
                     data = b'{"odata.error":{"code":"ServerBusy","message":{"lang":"en-US","value":"busy"}}}'
                     kind = "application/json"
                 else:
-                    data = b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code></Error>'
+                    # As Azure Storage words it: the SDKs read both the code and the message.
+                    data = (b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code>'
+                            b'<Message>The server is busy.</Message></Error>')
                     kind = "application/xml"
                 self.send_response(status)
                 self.send_header("Retry-After", str(proxy.retry_after))

@@ -68,3 +68,10 @@ def test_an_invocation_starts_only_with_a_quarter_of_its_time_left():
     assert plan.may_start(0, 120) and plan.may_start(7.5, 120)
     assert not plan.may_start(7.6, 120)
     assert plan.may_start(2.25, 3) and not plan.may_start(2.3, 3)  # a 3 s slice: 0.75 s must be left
+
+
+def test_the_sweeper_judges_heartbeats_only_once_storage_has_answered_long_enough():
+    from shared import sweeper
+    assert not sweeper.judges_heartbeats(None, 100.0, 30)  # no sweep found storage answering yet
+    assert not sweeper.judges_heartbeats(80.0, 100.0, 30)  # back for 20 s: runners may not have written
+    assert sweeper.judges_heartbeats(70.0, 100.0, 30)

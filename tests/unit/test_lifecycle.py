@@ -308,3 +308,26 @@ def test_a_started_job_is_left_to_the_runner_its_message_carries_it_to():
     # A job a VM was claimed for from the queue has no carried runner: its message claims it.
     queued = job(lifecycle.RUNNING, Attempts=0)
     assert lifecycle.claim_runner(queued, "r3", at(1), 30).take["Attempts"] == 1
+
+
+def test_a_run_sent_on_after_a_storage_outage_is_taken_over_at_once_as_the_same_attempt():
+    held = job(lifecycle.RUNNING, RunnerId="r1", HeartbeatAt=at(10))
+    # Anyone else waits for the heartbeat to go stale...
+    assert lifecycle.claim_runner(held, "r3", at(11), 30, sent_by=("r2",)).take is None
+    # ...but the message the stopped runner (or the one before it) sent takes the run over now.
+    taken = lifecycle.claim_runner(held, "r3", at(11), 30, sent_by=("r0", "r1")).take
+    assert taken["RunnerId"] == "r3" and taken["Attempts"] == 1 and "AttemptOutcomes" not in taken
+    # A lease let go for the outage (the table answered) goes on as the same attempt too.
+    paused = {**held, **lifecycle.pause(held, at(12))}
+    assert paused["RunnerId"] == "" and paused["Continue"] is True
+    assert lifecycle.claim_runner(paused, "r4", at(13), 30).take["Attempts"] == 1
+    with pytest.raises(lifecycle.IllegalMove):
+        lifecycle.pause(job(lifecycle.FINISHED), at(1))
+
+
+def test_an_outage_message_names_the_runners_that_may_hold_the_lease():
+    plain = json.dumps(moves.run_message({"PartitionKey": PART, "JobId": "j1"})).encode()
+    assert moves.outage_of_message(plain) == ([], 0)
+    sent = json.dumps({"Partition": PART, "JobId": "j1", "From": ["r1", "", 3, "r2"], "Waits": 2}).encode()
+    assert moves.outage_of_message(sent) == (["r1", "r2"], 2)
+    assert moves.outage_of_message(json.dumps({"Partition": PART, "JobId": "j1", "From": "r1"}).encode()) == ([], 0)

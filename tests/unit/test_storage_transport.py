@@ -106,3 +106,28 @@ def test_every_client_including_a_blobs_is_built_on_the_one_transport():
     for client in (blobs, blobs.get_blob_client("c", "b"), clients.queue_service(account),
                    clients.table_service(account)):
         assert _transport_of(client) is clients.shared_transport()
+
+
+def test_storage_that_cannot_be_reached_or_drops_the_connection_answers_503():
+    import pytest
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    from shared.errors import StorageUnavailable
+    from shared.storage.calls import storage_guard
+
+    def failing(error):
+        def call():
+            raise error
+        return call
+
+    for error in (ServiceRequestError("refused"), ServiceResponseError("dropped")):
+        with pytest.raises(StorageUnavailable):
+            storage_guard(failing(error))
+    busy = HttpResponseError("busy")
+    busy.status_code = 503
+    with pytest.raises(StorageUnavailable):
+        storage_guard(failing(busy))
+    refused = HttpResponseError("no")
+    refused.status_code = 409
+    with pytest.raises(HttpResponseError):
+        storage_guard(failing(refused))
