@@ -6,5 +6,5 @@ import azure.functions as func
 from shared import events
 
 
-async def main(msg: func.QueueMessage) -> None:
-    await events.deliver_off_the_worker(msg.get_body())
+async def main(msg: func.QueueMessage, context: func.Context) -> None:
+    await events.deliver_off_the_worker(msg.get_body(), context)

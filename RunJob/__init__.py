@@ -5,5 +5,5 @@ import azure.functions as func
 from shared import runner
 
 
-async def main(msg: func.QueueMessage) -> None:
-    await runner.run_off_the_worker(msg.get_body(), msg.dequeue_count or 1)
+async def main(msg: func.QueueMessage, context: func.Context) -> None:
+    await runner.run_off_the_worker(msg.get_body(), msg.dequeue_count or 1, context)

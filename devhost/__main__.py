@@ -18,14 +18,16 @@ from pathlib import Path
 from devhost import config
 from devhost.azurite import start_azurite, wait_for_port
 from devhost.keys import load_keys
-from devhost.worker import RESTART_EXIT_CODE
+from devhost.worker import RESTART_EXIT_CODE, InvocationFilter
 
 DEFAULT_AZURITE_PORTS = (10000, 10001, 10002)
 
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s")
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s%(invocation)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(InvocationFilter())
     # The SDKs log every storage request at INFO; only their warnings are of interest here.
     logging.getLogger("azure").setLevel(logging.WARNING)
 

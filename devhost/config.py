@@ -117,6 +117,7 @@ class FunctionSpec:
     outputs: list[Binding]
     entry: Callable[..., Any] | None = None  # set once the function's script is imported
     returns_http: bool = False
+    takes_context: bool = False  # a parameter named `context` gets the invocation's Context
     route: RouteTemplate | None = None
     methods: tuple[str, ...] = ()
     auth_level: str = "function"
@@ -285,6 +286,8 @@ def _load_entry_point(app_root: Path, spec: FunctionSpec, data: dict, path: Path
             raise ConfigError(f"{script}: binding '{binding.name}' of function.json has no matching "
                               f"parameter in {entry_name}({', '.join(parameters)})")
     bound = {b.name for b in [spec.trigger, *spec.outputs]}
+    spec.takes_context = "context" in parameters and "context" not in bound
+    bound.add("context")
     unbound = [p for p in parameters if p not in bound and parameters[p].default is inspect.Parameter.empty]
     if unbound:
         raise ConfigError(f"{script}: parameter(s) {', '.join(unbound)} of {entry_name} "

@@ -4,9 +4,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import uuid
 
 from devhost.config import FunctionSpec
-from devhost.worker import Worker
+from devhost.worker import Context, Worker
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,11 @@ class Invoker:
         if spec.entry is None:
             raise ValueError(f"function {spec.name} has no entry point (load it with config.load_function)")
         outs = {b.name: Out() for b in spec.outputs if b.name != "$return"}
-        result = self.worker.run(spec.name, spec.entry, {spec.trigger.name: trigger_value, **outs})
+        invocation_id = str(uuid.uuid4())
+        arguments = {spec.trigger.name: trigger_value, **outs}
+        if spec.takes_context:
+            arguments["context"] = Context(invocation_id, spec.name, str(spec.folder))
+        result = self.worker.run(spec.name, spec.entry, arguments, invocation_id)
         http_value = None
         for binding in spec.outputs:
             value = result if binding.name == "$return" else outs[binding.name].get()

@@ -114,3 +114,28 @@ def threads(name: str) -> ThreadPoolExecutor:
         if pool is None:
             pool = _pools[name] = ThreadPoolExecutor(current().concurrency, thread_name_prefix=name)
         return pool
+
+
+# The invocation whose work this thread does, for the threads it starts in turn.
+_doing = threading.local()
+
+
+def attributed(context, call, *args):
+    """Run `call` on this thread (one of the app's own) as the work of the invocation
+    `context` names: the worker attributes a thread's records to the invocation id set in its
+    `context.thread_local_storage`, and a thread of the app's own has none until it is set."""
+    storage = getattr(context, "thread_local_storage", None)
+    if storage is not None:
+        storage.invocation_id = context.invocation_id
+    _doing.context = context
+    try:
+        return call(*args)
+    finally:
+        _doing.context = None
+        if storage is not None:
+            storage.invocation_id = None
+
+
+def current_context():
+    """The invocation whose work this thread does (see `attributed`), or None."""
+    return getattr(_doing, "context", None)

@@ -32,7 +32,7 @@ from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import SERVICES, WriteConflict, get_queues, get_store
 from shared.storage.calls import describe_storage_error, is_transient
-from shared.validation import is_loopback
+from shared.validation import is_loopback, url_text_problem
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ def check_url(url, field: str) -> str | None:
     if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_LENGTH:
         raise InvalidRequest(f"{field} must be an https URL of at most {MAX_URL_LENGTH} characters", "InvalidValue",
                              field)
+    problem = url_text_problem(url.strip())
+    if problem:
+        raise InvalidRequest(f"{field} {problem}", "InvalidValue", field)
     parts = urlsplit(url.strip())
     loopback = is_loopback(parts.hostname)
     if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not loopback) or not parts.hostname \
@@ -181,14 +184,15 @@ def _post(url: str, secret: str, body: str, kind: str, attempt: int) -> tuple[bo
     return 200 <= answer.status_code < 300, f"HTTP {answer.status_code}"
 
 
-async def deliver_off_the_worker(body: bytes) -> None:
+async def deliver_off_the_worker(body: bytes, context=None) -> None:
     """Deliver a job's events on a thread of the app's own (`shared.admission`), not the
     worker's shared pool, which HTTP calls need while a slow receiver is waited for. The
     invocation's time counts from here; with too little of it left once it has a thread, the
     job is looked at again by a new message."""
     arrived = time.monotonic()
     job_id = json.loads(body)["JobId"]
-    await asyncio.get_running_loop().run_in_executor(admission.threads("events"), _deliver_in_time, job_id, arrived)
+    await asyncio.get_running_loop().run_in_executor(admission.threads("events"), admission.attributed, context,
+                                                     _deliver_in_time, job_id, arrived)
 
 
 def _deliver_in_time(job_id: str, arrived: float) -> None:

@@ -104,7 +104,8 @@ class _Lease:
         self.noted: dict = {}
         self.progress_told: tuple[int | None, float] = (None, 0.0)  # rows last told, and when
         self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{job['JobId']}", daemon=True)
+        self.thread = threading.Thread(target=admission.attributed, args=(admission.current_context(), self._beat),
+                                       name=f"heartbeat-{job['JobId']}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -352,17 +353,18 @@ HANDED_BACK_DELAY_SECONDS = 1
 OUTAGE_FIRST_SECONDS, OUTAGE_MOST_SECONDS = 1, 4
 
 
-async def run_off_the_worker(body: bytes, delivery: int = 1) -> None:
+async def run_off_the_worker(body: bytes, delivery: int = 1, context=None) -> None:
     """Run a slice on a thread of the app's own, as many as the host runs RunJob invocations
     at once (`shared.admission`), so none waits for one. The Python worker runs every sync
     invocation on one shared pool; slices last up to RUN_SLICE_SECONDS, and on that pool they
     would leave HTTP calls waiting. Awaited from an `async def` entry point, a slice holds
     none of the worker's threads. Its time counts from here, the invocation's start. A
     message delivered again (its invocation failed) is run from a fresh read: the rows it
-    carries are older than what its first run wrote."""
+    carries are older than what its first run wrote. Its records belong to the invocation
+    (`context`), whichever of the app's threads logs them."""
     arrived = time.monotonic()
-    await asyncio.get_running_loop().run_in_executor(admission.threads("runner"), _run_failing_plainly, body,
-                                                     delivery, arrived)
+    await asyncio.get_running_loop().run_in_executor(admission.threads("runner"), admission.attributed, context,
+                                                     _run_failing_plainly, body, delivery, arrived)
 
 
 def _run_failing_plainly(body: bytes, delivery: int, arrived: float) -> None:

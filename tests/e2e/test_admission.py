@@ -65,6 +65,12 @@ def test_long_jobs_started_at_once_finish_inside_function_timeout(tight):
     slices = [len(re.findall(rf"run claimed job={job_id} ", log)) for job_id in ids]
     assert all(count >= 2 for count in slices), slices
     assert _most_at_once(log) <= CONCURRENCY
+    # Each slice's records, logged on the app's own threads, belong to its RunJob invocation.
+    mine = "|".join(ids)
+    claimed = re.findall(rf"run claimed job=({mine}) .* invocation=(\S+)$", log, re.M)
+    ended = re.findall(rf"(?:run handed over|job run done) job=({mine}) .* invocation=(\S+)$", log, re.M)
+    assert len(claimed) == sum(slices) and len({invocation for _, invocation in claimed}) == len(claimed)
+    assert len(ended) == len(claimed) and set(ended) <= set(claimed)
 
 
 def _most_at_once(log: str) -> int:
