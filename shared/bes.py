@@ -17,7 +17,7 @@ from shared.attempts import MAX_QUEUED_SECONDS_CEILING, MAX_RETRIES_CEILING
 from shared.errors import InvalidRequest
 from shared.storage.connections import InvalidConnection, endpoint_url
 from shared.storage.connections import parse_connection_string as connection_account
-from shared.validation import int_field, is_container_name, is_valid_id
+from shared.validation import blob_name_problem, int_field, is_container_name, is_valid_id
 
 LOCATION_FIELDS = ("ConnectionString", "BaseLocation", "RelativeLocation", "SasBlobToken")
 REQUEST_FIELDS = ("Input", "Inputs", "Outputs", "GlobalParameters", "AzureBatchPoolId", "MaxQueuedSeconds",
@@ -123,8 +123,9 @@ def _relative(relative, where: str) -> tuple[str, str]:
     if not is_container_name(container):
         raise _refused(where, f"'{container}' is not a valid container name (3-63 lower-case letters, digits "
                               "and single hyphens)")
-    if len(blob) > 1024 or any(ord(c) < 32 for c in blob):
-        raise _refused(where, "the blob name is not valid")
+    problem = blob_name_problem(blob)
+    if problem:
+        raise _refused(where, f"the blob name {problem}")
     return container, blob
 
 

@@ -67,3 +67,40 @@ def str_field(body: dict, name: str, max_length: int = 256, required: bool = Tru
     if choices is not None and value not in choices:
         raise InvalidRequest(f"{name} must be one of {', '.join(choices)}, got {value!r}", "InvalidValue", name)
     return value
+
+
+MAX_BLOB_NAME = 1024
+MAX_BLOB_SEGMENTS = 254
+
+
+def blob_name_problem(name: str) -> str | None:
+    """Why a blob name is refused, or None: Azure's limits (1,024 characters, 254 segments),
+    and names that would not mean what they seem (a backslash, a control character, an
+    empty, "." or ".." segment: Azure keeps them literally, a path reader does not)."""
+    if not name:
+        return "names no blob"
+    if len(name) > MAX_BLOB_NAME:
+        return f"is longer than {MAX_BLOB_NAME:,} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds a control character"
+    if "\\" in name:
+        return "holds a backslash (folders are separated by /)"
+    segments = name.split("/")
+    if len(segments) > MAX_BLOB_SEGMENTS:
+        return f"has more than {MAX_BLOB_SEGMENTS} segments"
+    if any(segment == "" for segment in segments):
+        return "has an empty segment (//)"
+    if any(segment in (".", "..") for segment in segments):
+        return "has a '.' or '..' segment"
+    return None
+
+
+def url_text_problem(url: str) -> str | None:
+    """Why a URL's text is not a plain absolute URL, or None: it must be printable ASCII
+    with no spaces, control characters or backslashes (anything else is percent-encoded)."""
+    for character in url:
+        if ord(character) <= 32 or ord(character) >= 127:
+            return "holds a space, a control character or a character that is not ASCII (percent-encode it)"
+        if character == "\\":
+            return "holds a backslash"
+    return None

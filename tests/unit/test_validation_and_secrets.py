@@ -40,3 +40,46 @@ def test_keys_are_stored_as_hashes_and_compared_whole():
     assert not secrets.matches_any("", [secrets.hash_key("")])
     assert not secrets.matches_any(None, [stored])
     assert secrets.new_key() != secrets.new_key()
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("probein/../probeout/trav.csv", "'.' or '..'"), ("./x.csv", "'.' or '..'"), ("a/./b", "'.' or '..'"),
+    ("a//b.csv", "empty segment"), ("a\\b.csv", "backslash"), ("a\nb.csv", "control character"),
+    ("a\x7fb", "control character"), ("x" * 1025, "1,024"), ("/".join(["a"] * 255), "254 segments"), ("", "no blob")])
+def test_blob_names_that_azure_or_a_reader_would_take_otherwise_are_refused(name, problem):
+    from shared.validation import blob_name_problem
+    assert problem in blob_name_problem(name)
+
+
+@pytest.mark.parametrize("name", ["a.csv", "dir/sub/a b.csv", "résumé/ünï.csv", "x" * 1024, "a..b/c.", "/".join(["a"] * 254)])
+def test_ordinary_blob_names_pass(name):
+    from shared.validation import blob_name_problem
+    assert blob_name_problem(name) is None
+
+
+def test_a_relative_location_with_dot_segments_is_refused_naming_the_field():
+    from shared import bes
+    from shared.errors import InvalidRequest
+    location = {"ConnectionString": "UseDevelopmentStorage=true", "RelativeLocation": "probein/../probeout/t.csv"}
+    with pytest.raises(InvalidRequest) as refused:
+        bes.parse_location(location, "Input")
+    assert refused.value.target == "Input.RelativeLocation" and "'..'" in refused.value.message
+
+
+@pytest.mark.parametrize("url", ["https://h.example/x\r\nX-Injected: 1", "https://h.example/a b", "https://h.example\\@evil/",
+                                 "https://h.example/\x00", "https://h.example/é"])
+def test_urls_with_control_characters_spaces_or_backslashes_are_not_plain_urls(url):
+    from shared.validation import url_text_problem
+    assert url_text_problem(url)
+
+
+def test_a_plain_url_passes():
+    from shared.validation import url_text_problem
+    assert url_text_problem("https://receiver.example:8443/hooks/batch?x=%20y") is None
+
+
+def test_a_notification_url_with_cr_lf_is_refused_naming_the_field():
+    from shared import events
+    with pytest.raises(InvalidRequest) as refused:
+        events.check_url("https://127.0.0.1/hook\r\nX-Injected: 1", "NotificationUrl")
+    assert refused.value.target == "NotificationUrl" and "control character" in refused.value.message
