@@ -9,7 +9,7 @@ from shared import clock, layout, secrets
 from shared.api import ROUTE_PREFIX
 from shared.errors import Conflict, NotFound, Unauthorized
 from shared.storage import ACCOUNTS, POOLS, get_store, retry_on_conflict
-from shared.validation import int_field, only_fields, require_id, str_field
+from shared.validation import int_field, only_fields, require_id, str_field, subscription_key
 from shared.vms import MAX_VMS_PER_POOL
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def pool_service_url(base_url: str, account_id: str) -> str:
 def _view(entity, base_url: str) -> dict:
     return {
         "AccountId": entity["PartitionKey"],
-        "SubscriptionId": entity["SubscriptionId"],
+        "SubscriptionId": entity.get("SubscriptionIdAsGiven") or entity["SubscriptionId"],  # as its creator gave it
         "PoolServiceUrl": pool_service_url(base_url, entity["PartitionKey"]),
         "MaxPools": entity["MaxPools"],
         "MaxVmsPerPool": entity["MaxVmsPerPool"],
@@ -52,7 +52,8 @@ def put_account(account_id: str, body: dict, base_url: str):
     """Create the account (201, with its keys) or change its quotas (200, no keys)."""
     require_id(account_id, "accountId")
     only_fields(body, ("SubscriptionId", "MaxPools", "MaxVmsPerPool"))
-    subscription_id = require_id(str_field(body, "SubscriptionId", 64), "SubscriptionId")
+    given = require_id(str_field(body, "SubscriptionId", 64), "SubscriptionId")
+    subscription_id = subscription_key(given)
     max_pools = int_field(body, "MaxPools", 0, MAX_POOLS_CEILING)
     max_vms = int_field(body, "MaxVmsPerPool", 0, MAX_VMS_PER_POOL)
     store = get_store()
@@ -63,6 +64,7 @@ def put_account(account_id: str, body: dict, base_url: str):
             _claim_subscription(subscription_id, account_id)
             primary, secondary = secrets.new_key(), secrets.new_key()
             entity = {"PartitionKey": account_id, "RowKey": ROW, "SubscriptionId": subscription_id,
+                      "SubscriptionIdAsGiven": given,
                       "MaxPools": max_pools, "MaxVmsPerPool": max_vms, "CreatedAt": clock.utcnow(),
                       "PrimaryKeyHash": secrets.hash_key(primary), "SecondaryKeyHash": secrets.hash_key(secondary)}
             store.insert(ACCOUNTS, entity)

@@ -14,7 +14,7 @@ from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from shared.settings import get_settings
 from shared.storage import SERVICES, get_store, retry_on_conflict
 from shared.swagger import bes_swagger
-from shared.validation import int_field, is_valid_id, only_fields, require_id, str_field
+from shared.validation import int_field, is_valid_id, only_fields, require_id, str_field, subscription_key
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def _service(entity) -> Service:
 
 
 def get_service(subscription_id: str, service_id: str) -> Service | None:
+    subscription_id = subscription_key(subscription_id)
     entity = get_store().get(SERVICES, subscription_id, service_id)
     return _service(entity) if entity else None
 
@@ -95,6 +96,7 @@ def _view(entity, base_url: str) -> dict:
 
 def show_service(subscription_id: str, service_id: str, base_url: str) -> dict:
     """A registered service as the operator sees it (its API key is never shown again)."""
+    subscription_id = subscription_key(subscription_id)
     entity = get_store().get(SERVICES, subscription_id, service_id)
     if entity is None:
         raise NotFound(f"no web service {service_id} in subscription {subscription_id}", "ServiceNotFound")
@@ -103,6 +105,7 @@ def show_service(subscription_id: str, service_id: str, base_url: str) -> dict:
 
 def regenerate_webhook_secret(subscription_id: str, service_id: str) -> dict:
     """A new secret for the service's push events; events sent from now on are signed with it."""
+    subscription_id = subscription_key(subscription_id)
     store = get_store()
 
     def attempt():
@@ -154,7 +157,7 @@ def _names(body: dict, field: str, default: tuple, most: int) -> list[str]:
 
 def put_service(subscription_id: str, service_id: str, body: dict, base_url: str):
     """Register a web service (201, with its API key) or change its name, plan or scorer (200)."""
-    require_id(subscription_id, "subscriptionId")
+    subscription_id = subscription_key(require_id(subscription_id, "subscriptionId"))
     require_id(service_id, "serviceId")
     only_fields(body, ("Name", "Kind", "BillingPlanId", "Scorer", "InputNames", "OutputNames", "TimeoutSeconds",
                        "MaxQueuedSeconds", "MaxRetries", "NotificationUrl"))
@@ -204,6 +207,7 @@ def put_service(subscription_id: str, service_id: str, body: dict, base_url: str
 
 def authenticate(subscription_id: str, service_id: str, presented: str) -> Service:
     """The service whose API key was presented; unknown services and wrong keys are both 401."""
+    subscription_id = subscription_key(subscription_id)
     entity = None
     if is_valid_id(subscription_id) and is_valid_id(service_id):
         entity = get_store().get(SERVICES, subscription_id, service_id)
@@ -234,6 +238,7 @@ def authenticate_key(subscription_id: str, service_id: str, presented: str, clas
                      ) -> ServiceRef:
     """Check the API key presented for a service (from the per-process cache when it can).
     The classic form of the job API (`/workspaces/...`) serves Classic services only."""
+    subscription_id = subscription_key(subscription_id)
     known = _key_hashes.get((subscription_id, service_id))
     if known is None:
         service = authenticate(subscription_id, service_id, presented)
@@ -268,8 +273,8 @@ def resolve_swagger_url(url, base_url: str, subscription_id: str) -> Service:
                              "InvalidServiceSwaggerUrl")
     service_subscription, service_id = match.groups()
     entity = None
-    if service_subscription == subscription_id and is_valid_id(service_id):
-        entity = get_store().get(SERVICES, subscription_id, service_id)
+    if subscription_key(service_subscription) == subscription_key(subscription_id) and is_valid_id(service_id):
+        entity = get_store().get(SERVICES, subscription_key(subscription_id), service_id)
     if entity is None:
         raise InvalidRequest("ServiceSwaggerUrl names no web service of this account's subscription",
                              "ServiceNotFound")

@@ -104,3 +104,10 @@ def url_text_problem(url: str) -> str | None:
         if character == "\\":
             return "holds a backslash"
     return None
+
+
+def subscription_key(subscription_id: str) -> str:
+    """A subscription id as every key and comparison uses it. Subscription ids are GUIDs,
+    which Azure compares without regard to case: the same subscription in upper case is the
+    same subscription."""
+    return subscription_id.lower()

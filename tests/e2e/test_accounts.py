@@ -67,3 +67,22 @@ def test_regenerate_unknown_key_name_or_account(api, tenant):
     missing = api.call("POST", f"/api/accounts/{unique('nobody')}/keys/primary/regenerate", admin=True)
     assert missing.status_code == 404 and missing.json()["error"]["details"][0]["code"] == "AccountNotFound"
     assert api.call("GET", tenant.pools, key=tenant.primary).status_code == 200
+
+
+def test_a_subscription_id_is_one_subscription_whatever_its_case(api):
+    subscription = unique("Sub-CaSe")
+    first = api.put_account(unique("acct"), subscription)
+    assert first.status_code == 201 and first.json()["SubscriptionId"] == subscription  # shown as given
+    # The same subscription in upper case has its account already, as Azure compares GUIDs.
+    second = api.put_account(unique("acct"), subscription.upper())
+    assert second.status_code == 409 and second.json()["error"]["details"][0]["code"] == "SubscriptionHasAccount"
+    # A web service registered in one case is the same service in another.
+    service = unique("svc")
+    registered = api.put_service(subscription.lower(), service)
+    assert registered.status_code == 201
+    again = api.put_service(subscription.upper(), service)
+    assert again.status_code == 200 and "ApiKey" not in again.json()
+    jobs = f"/api/subscriptions/{subscription.upper()}/services/{service}/jobs"
+    assert api.job(jobs, registered.json()["ApiKey"]).status_code == 200
+    shown = api.call("GET", f"/api/subscriptions/{subscription}/services/{service}", admin=True)
+    assert shown.status_code == 200 and shown.json()["ServiceId"] == service

@@ -83,3 +83,9 @@ def test_a_notification_url_with_cr_lf_is_refused_naming_the_field():
     with pytest.raises(InvalidRequest) as refused:
         events.check_url("https://127.0.0.1/hook\r\nX-Injected: 1", "NotificationUrl")
     assert refused.value.target == "NotificationUrl" and "control character" in refused.value.message
+
+
+def test_subscription_ids_are_keyed_without_regard_to_case():
+    from shared.validation import subscription_key
+    guid = "9F8E7D6C-1A2B-3C4D-5E6F-0123456789AB"
+    assert subscription_key(guid) == subscription_key(guid.lower()) == guid.lower()
