@@ -9,10 +9,9 @@ storage under a path of the job's own.
 """
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from shared import allowlist
 from shared.attempts import MAX_QUEUED_SECONDS_CEILING, MAX_RETRIES_CEILING
 from shared.errors import InvalidRequest
 from shared.storage.connections import InvalidConnection, endpoint_url
@@ -202,21 +201,10 @@ def request_to_stored(request: JobRequest) -> dict:
             "GlobalParameters": request.global_parameters, "AzureBatchPoolId": request.pool_id}
 
 
-def _as_pattern(allowed: str) -> str:
-    """An allow-list entry as a host[:port] pattern (entries may also be whole endpoints)."""
-    if "://" in allowed:
-        parts = urlsplit(allowed)
-        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
-    return allowed
-
-
-def host_allowed(endpoint: str, allowed: list[str]) -> bool:
-    """Whether a blob endpoint's host[:port] matches one of the allowed entries."""
-    parts = urlsplit(endpoint)
-    host = (parts.hostname or "").lower()
-    with_port = f"{host}:{parts.port}" if parts.port else host
-    patterns = [_as_pattern(entry).lower() for entry in allowed]
-    return any(fnmatch.fnmatch(with_port, p) or fnmatch.fnmatch(host, p) for p in patterns)
+def host_allowed(endpoint: str, allowed) -> bool:
+    """Whether an endpoint's host and port are on an allow-list (`shared.allowlist` entries,
+    or their text)."""
+    return allowlist.allows(allowlist.parse(allowed), endpoint)
 
 
 def public_location(location: Location, endpoint: str) -> dict:

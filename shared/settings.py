@@ -10,7 +10,15 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared import allowlist
 from shared.validation import is_container_name, is_loopback
+
+
+def _allowlist_setting(name: str, default: str) -> tuple[allowlist.Entry, ...]:
+    try:
+        return allowlist.parse(os.environ.get(name, default))
+    except ValueError as error:
+        raise RuntimeError(f"setting {name}: {error}") from None
 
 
 def _int_setting(name: str, default: int, low: int, high: int) -> int:
@@ -38,7 +46,7 @@ class Settings:
     max_request_bytes: int
     public_base_url: str | None
     classic_max_concurrent_jobs: int
-    blob_host_allowlist: tuple[str, ...]
+    blob_host_allowlist: tuple[allowlist.Entry, ...]
     run_stale_seconds: int
     scoring_chunk_rows: int
     result_sas_hours: int
@@ -47,7 +55,7 @@ class Settings:
     output_container: str
     output_retention_minutes: int
     job_retention_days: int = 7
-    notification_host_allowlist: tuple[str, ...] = ()
+    notification_host_allowlist: tuple[allowlist.Entry, ...] = ()
     webhook_backoff_seconds: int = 5
     webhook_max_attempts: int = 10
     webhook_timeout_seconds: int = 10
@@ -121,8 +129,7 @@ def get_settings() -> Settings:
         max_request_bytes=_int_setting("MAX_REQUEST_BYTES", 65536, 1024, 10 * 1024 * 1024),
         public_base_url=base,
         classic_max_concurrent_jobs=_int_setting("CLASSIC_MAX_CONCURRENT_JOBS", 4, 1, 96),
-        blob_host_allowlist=tuple(p.strip() for p in os.environ.get(
-            "BLOB_HOST_ALLOWLIST", "*.blob.core.windows.net").split(",") if p.strip()),
+        blob_host_allowlist=_allowlist_setting("BLOB_HOST_ALLOWLIST", "*.blob.core.windows.net"),
         run_stale_seconds=_int_setting("RUN_STALE_SECONDS", 60, 2, 3600),
         scoring_chunk_rows=_int_setting("SCORING_CHUNK_ROWS", 50000, 100, 1000000),
         result_sas_hours=_int_setting("RESULT_SAS_HOURS", 24, 1, 168),
@@ -131,8 +138,7 @@ def get_settings() -> Settings:
         output_container=_container(os.environ.get("OUTPUT_CONTAINER") or "batchpool-outputs"),
         output_retention_minutes=_int_setting("OUTPUT_RETENTION_MINUTES", 7 * 24 * 60, 1, 366 * 24 * 60),
         job_retention_days=_int_setting("JOB_RETENTION_DAYS", 7, 1, 366),
-        notification_host_allowlist=tuple(p.strip() for p in os.environ.get(
-            "NOTIFICATION_HOST_ALLOWLIST", "").split(",") if p.strip()),
+        notification_host_allowlist=_allowlist_setting("NOTIFICATION_HOST_ALLOWLIST", ""),
         webhook_backoff_seconds=_int_setting("WEBHOOK_BACKOFF_SECONDS", 5, 1, 3600),
         webhook_max_attempts=_int_setting("WEBHOOK_MAX_ATTEMPTS", 10, 1, 50),
         webhook_timeout_seconds=_int_setting("WEBHOOK_TIMEOUT_SECONDS", 10, 1, 60),
