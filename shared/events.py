@@ -23,10 +23,10 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from azure.core.exceptions import AzureError
 
-from shared import admission, attempts, clock, lifecycle, signing
+from shared import admission, attempts, clock, egress, lifecycle, signing
 from shared.bes import host_allowed
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
@@ -173,15 +173,18 @@ def _secret(stream: dict) -> str | None:
 
 
 def _post(url: str, secret: str, body: str, kind: str, attempt: int) -> tuple[bool, str]:
+    """POST one event to the receiver, at the address its name was checked to have
+    (`shared.egress`). A refused address and a failed connection tell the same outcome."""
     data = body.encode()
     headers = {"Content-Type": "application/json", signing.HEADER: signing.signature(secret, int(time.time()), data),
                "X-BatchPool-Event": kind, "X-BatchPool-Attempt": str(attempt), "User-Agent": "batchpool-events"}
+    settings = get_settings()
     try:
-        answer = requests.post(url, data=data, headers=headers, timeout=get_settings().webhook_timeout_seconds,
-                               allow_redirects=False)
-    except requests.RequestException as error:
-        return False, f"no answer ({type(error).__name__})"
-    return 200 <= answer.status_code < 300, f"HTTP {answer.status_code}"
+        answer = egress.post(url, data, headers, settings.webhook_timeout_seconds,
+                             settings.notification_host_allowlist)
+    except (egress.Refused, OSError, urllib3.exceptions.HTTPError, ValueError):
+        return False, egress.UNREACHABLE
+    return 200 <= answer.status < 300, f"HTTP {answer.status}"
 
 
 async def deliver_off_the_worker(body: bytes, context=None) -> None:
