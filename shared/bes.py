@@ -16,7 +16,7 @@ from shared.attempts import MAX_QUEUED_SECONDS_CEILING, MAX_RETRIES_CEILING
 from shared.errors import InvalidRequest
 from shared.storage.connections import InvalidConnection, endpoint_url
 from shared.storage.connections import parse_connection_string as connection_account
-from shared.validation import blob_name_problem, int_field, is_container_name, is_valid_id
+from shared.validation import blob_name_problem, int_field, is_container_name, is_valid_id, near_miss
 
 LOCATION_FIELDS = ("ConnectionString", "BaseLocation", "RelativeLocation", "SasBlobToken")
 REQUEST_FIELDS = ("Input", "Inputs", "Outputs", "GlobalParameters", "AzureBatchPoolId", "MaxQueuedSeconds",
@@ -142,8 +142,14 @@ def own_outputs(output_names, container: str, job_id: str, now) -> dict[str, Loc
 
 def parse_request(body: dict, input_names: list[str], output_names: list[str]) -> JobRequest:
     """A BES 2.0 job request. Field names are matched whatever their case and unknown top-level
-    fields are ignored, as BES did; everything else that is wrong is refused."""
+    fields are ignored, as BES did, unless one is a near miss of a known field (a typo would
+    otherwise change what the job does unseen); everything else that is wrong is refused."""
     body = canonical(body, REQUEST_FIELDS, "")
+    for name in body:
+        resembled = near_miss(name, REQUEST_FIELDS) if isinstance(name, str) and name not in REQUEST_FIELDS else None
+        if resembled:
+            raise InvalidRequest(f"{name} is not a field of a job request; did you mean {resembled}? (other unknown "
+                                 "fields are ignored, as BES ignores them)", "UnknownField", name)
     has_input, has_inputs = body.get("Input") is not None, body.get("Inputs") is not None
     if has_input == has_inputs:
         raise InvalidRequest("give the input blob as Input, or as Inputs by name — exactly one of them",

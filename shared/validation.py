@@ -111,3 +111,30 @@ def subscription_key(subscription_id: str) -> str:
     which Azure compares without regard to case: the same subscription in upper case is the
     same subscription."""
     return subscription_id.lower()
+
+
+NEAR_MISS_DISTANCE = 2
+
+
+def edit_distance(a: str, b: str, most: int = NEAR_MISS_DISTANCE) -> int:
+    """Levenshtein distance, counted only up to `most` + 1 (enough to tell a near miss)."""
+    if abs(len(a) - len(b)) > most:
+        return most + 1
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        if min(current) > most:
+            return most + 1
+        previous = current
+    return previous[-1]
+
+
+def near_miss(name: str, known: tuple[str, ...]) -> str | None:
+    """The known field an unknown name looks like a slip of (case aside, at most
+    NEAR_MISS_DISTANCE edits away), or None."""
+    lowered = name.lower()
+    close = [(edit_distance(lowered, field.lower()), field) for field in known]
+    best = min(close, default=(NEAR_MISS_DISTANCE + 1, None))
+    return best[1] if 0 < best[0] <= NEAR_MISS_DISTANCE else None

@@ -159,3 +159,25 @@ def test_a_block_list_lost_to_another_writer_starts_the_run_over():
 def test_allow_list_entries_may_be_whole_endpoints():
     assert bes.host_allowed("http://127.0.0.1:10000/devstoreaccount1", ["http://127.0.0.1:10000/devstoreaccount1/"])
     assert not bes.host_allowed("http://127.0.0.1:9999/x", ["http://127.0.0.1:10000/devstoreaccount1/"])
+
+
+@pytest.mark.parametrize("typo, meant", [("AzureBatchPool", "AzureBatchPoolId"), ("AzureBatchPoolID_", "AzureBatchPoolId"),
+                                         ("GlobalParameter", "GlobalParameters"), ("output", "Outputs"),
+                                         ("notificationurl_", "NotificationUrl"), ("MaxRetrie", "MaxRetries")])
+def test_a_near_miss_of_a_request_field_is_refused_naming_the_field_it_resembles(typo, meant):
+    body = {"Input": {"ConnectionString": "UseDevelopmentStorage=true", "RelativeLocation": "inputs/a.csv"}, typo: "x"}
+    with pytest.raises(InvalidRequest) as refused:
+        bes.parse_request(body, ["input1"], ["output1"])
+    assert refused.value.target == typo and f"did you mean {meant}?" in refused.value.message
+
+
+def test_unrelated_unknown_fields_stay_ignored():
+    body = {"Input": {"ConnectionString": "UseDevelopmentStorage=true", "RelativeLocation": "inputs/a.csv"},
+            "ClientRequestId": "abc", "Tags": {"team": "x"}, "Priority": 3}
+    assert bes.parse_request(body, ["input1"], ["output1"]).input.blob == "a.csv"
+
+
+def test_edit_distance_counts_up_to_its_limit():
+    from shared.validation import edit_distance
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance("abc", "abc") == 0
+    assert edit_distance("abc", "abd") == 1 and edit_distance("a", "abcdef") == 3
