@@ -11,6 +11,7 @@ import getpass
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -607,6 +608,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return INTERRUPTED
+    except OSError as error:  # a local file that cannot be read or written
+        where = f" {error.filename}" if getattr(error, "filename", None) else ""
+        print(f"batchpool: cannot use{where}: {error.strerror or error}", file=sys.stderr)
+        return USAGE
+    except Exception as error:
+        # Never a traceback for a user; --verbose shows it for a bug report.
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(f"batchpool: the command failed ({type(error).__name__}: {_first_line(error)}); run it again with "
+              "--verbose to see why in full", file=sys.stderr)
+        return UNAVAILABLE
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else "no message"
 
 
 if __name__ == "__main__":

@@ -141,3 +141,37 @@ def test_options_may_come_before_or_after_the_command():
     assert parser.parse_args(["pools", "list"]).output == "table"
     args = parser.parse_args(["--profile", "p", "jobs", "show", "j", "--verbose"])
     assert (args.profile, args.verbose, args.job_id) == ("p", True, "j")
+
+
+def _failing_command(monkeypatch, error, tmp_path):
+    from batchpool import cli
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    parsed = _parser().parse_args(["accounts", "list"])
+
+    def broken(ctx):
+        raise error
+    parsed.handler = broken
+
+    class Parser:
+        def parse_args(self, argv):
+            parsed.verbose = "--verbose" in (argv or [])
+            return parsed
+    monkeypatch.setattr(cli, "_parser", lambda: Parser())
+    return cli
+
+
+def test_an_unexpected_failure_is_one_line_without_a_traceback(monkeypatch, capsys, tmp_path):
+    cli = _failing_command(monkeypatch, ValueError("boom\nsecond line"), tmp_path)
+    assert cli.main([]) == cli.UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err.strip() == ("batchpool: the command failed (ValueError: boom); run it again with --verbose to see "
+                           "why in full")
+    assert cli.main(["--verbose"]) == cli.UNAVAILABLE
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_a_local_file_that_cannot_be_read_is_named(monkeypatch, capsys, tmp_path):
+    missing = tmp_path / "adult.csv"
+    cli = _failing_command(monkeypatch, FileNotFoundError(2, "No such file or directory", str(missing)), tmp_path)
+    assert cli.main([]) == cli.USAGE
+    assert capsys.readouterr().err.strip() == f"batchpool: cannot use {missing}: No such file or directory"
