@@ -44,8 +44,9 @@ $(AZURITE): package.json
 	npm install --no-audit --no-fund --no-package-lock
 	touch $@
 
-local.settings.json:
-	cp local.settings.example.json $@
+# A fresh key seals customers' secrets in this checkout's tables (see shared/sealing.py).
+local.settings.json: | $(VENV)/.installed
+	$(PY) -c "import json, sys; from cryptography.fernet import Fernet; s = json.load(open('local.settings.example.json')); s['Values']['SECRETS_ENCRYPTION_KEYS'] = Fernet.generate_key().decode(); json.dump(s, open('$@', 'w'), indent=2)"
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .devhost .mypy_cache .ruff_cache

@@ -14,10 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devhost.azurite import ACCOUNT, ACCOUNT_KEY, start_azurite  # noqa: E402,F401
-from tests.e2e.harness import Api, Blobs, HostProcess, wait_for  # noqa: E402,F401
+from tests.e2e.harness import SEALING_KEY, Api, Blobs, HostProcess, wait_for  # noqa: E402,F401
 from tests.e2e.storage_proxy import StorageProxy, proxied_connection_string  # noqa: E402
 
 APP_AGENT = "batchpool"  # how the app's storage clients introduce themselves
+# The app's code in this process seals customers' secrets as the hosts it starts do.
+os.environ.setdefault("SECRETS_ENCRYPTION_KEYS", SEALING_KEY)
 
 
 def use_storage(connection_string: str, table_prefix: str) -> None:

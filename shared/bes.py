@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared import allowlist
+from shared import allowlist, sealing
 from shared.attempts import MAX_QUEUED_SECONDS_CEILING, MAX_RETRIES_CEILING
 from shared.errors import InvalidRequest
 from shared.storage.connections import InvalidConnection, endpoint_url
@@ -195,15 +195,31 @@ def parse_request(body: dict, input_names: list[str], output_names: list[str]) -
                       body.get("NotificationUrl"))
 
 
+SECRET_FIELDS = ("ConnectionString", "SasBlobToken")
+
+
+def _location_stored(location: Location) -> dict:
+    """A location as its job's row keeps it: its secrets sealed (`shared.sealing`)."""
+    stored = location.to_dict()
+    return {**stored, **{name: sealing.seal(stored.get(name)) for name in SECRET_FIELDS if name in stored}}
+
+
+def _location_opened(stored: dict) -> dict:
+    return {**stored, **{name: sealing.unseal(stored.get(name)) for name in SECRET_FIELDS if name in stored}}
+
+
 def request_from_stored(stored: dict) -> JobRequest:
-    """The request as kept in the job row (already checked at submit)."""
-    return JobRequest(parse_location(stored["Input"], "Input"),
-                      {n: parse_location(loc, f"Outputs.{n}", stored=True) for n, loc in stored["Outputs"].items()},
+    """The request as kept in the job row (already checked at submit), its secrets opened."""
+    return JobRequest(parse_location(_location_opened(stored["Input"]), "Input"),
+                      {n: parse_location(_location_opened(loc), f"Outputs.{n}", stored=True)
+                       for n, loc in stored["Outputs"].items()},
                       stored.get("GlobalParameters") or {}, stored.get("AzureBatchPoolId"))
 
 
 def request_to_stored(request: JobRequest) -> dict:
-    return {"Input": request.input.to_dict(), "Outputs": {n: loc.to_dict() for n, loc in request.outputs.items()},
+    """The request as its job's row keeps it, with every customer secret sealed."""
+    return {"Input": _location_stored(request.input),
+            "Outputs": {n: _location_stored(loc) for n, loc in request.outputs.items()},
             "GlobalParameters": request.global_parameters, "AzureBatchPoolId": request.pool_id}
 
 

@@ -15,9 +15,13 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from cryptography.fernet import Fernet
 from urllib3.util.retry import Retry
 
 from devhost.azurite import free_port, wait_for_port
+
+# Seals customers' secrets in the hosts this process starts, unless the environment has a key.
+SEALING_KEY = Fernet.generate_key().decode()
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +37,7 @@ class HostProcess:
         HOST_PORTS.add(self.port)
         # No connection string: the storage connection is identity-based, given in extra_env.
         env = dict(os.environ, AzureWebJobsStorage=connection_string or "", DEVHOST_MASTER_KEY=self.master_key,
+                   SECRETS_ENCRYPTION_KEYS=os.environ.get("SECRETS_ENCRYPTION_KEYS") or SEALING_KEY,
                    DEVHOST_FUNCTION_KEY=self.function_key, PYTHONUNBUFFERED="1", **(extra_env or {}))
         self.log_path = log_path
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL

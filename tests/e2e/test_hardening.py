@@ -199,3 +199,22 @@ def test_a_stored_request_that_can_never_run_fails_once_with_its_reason(api, job
     done = api.wait_job(tenant.jobs, tenant.api_key, job_id)
     assert done["StatusCode"] == "Failed" and done["Attempts"] == 1, done
     assert "BlobEndpoint twice" in done["Details"] and "AccountKey=" not in done["Details"]
+
+
+def test_no_customer_secret_is_kept_in_plain_text_in_any_table(api, tenant, blobs, azurite):
+    from azure.data.tables import TableServiceClient
+    blobs.put("inputs", "sealed.csv", census_csv(20, seed=4))
+    output = f"outputs/{unique('sealed')}.csv"
+    job_id, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body("inputs/sealed.csv", output))
+    done = api.wait_job(tenant.jobs, tenant.api_key, job_id)
+    assert done["StatusCode"] == "Finished"  # the sealed connection string opened to run it
+    assert done["Results"]["output1"]["SasBlobToken"]  # and to sign the output's read token
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    seen = 0
+    for table in service.list_tables():
+        for row in service.get_table_client(table.name).list_entities():
+            text = json.dumps({k: str(v) for k, v in row.items()})
+            seen += 1
+            for secret in ("AccountKey=", "sig=", "SharedAccessSignature=", blobs.connection_string):
+                assert secret not in text, (table.name, row.get("PartitionKey"), row.get("RowKey"))
+    assert seen > 0
