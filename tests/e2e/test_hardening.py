@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from shared import layout
+from shared import layout, sealing
 from tests.e2e.harness import Listener, unique
 from tests.e2e.test_bad_input import error_of
 from tests.e2e.test_job_bad_input import job_count
@@ -192,7 +192,8 @@ def test_a_stored_request_that_can_never_run_fails_once_with_its_reason(api, job
     row = jobs.get_entity(layout.job_partition(tenant.subscription_id, job_id), layout.job_key(job_id))
     own = dict(part.split("=", 1) for part in blobs.connection_string.split(";") if part)["BlobEndpoint"]
     request = json.loads(row["Request"])
-    request["Input"]["ConnectionString"] = request["Input"]["ConnectionString"].rstrip(";") + f";BlobEndpoint={own}"
+    kept = sealing.unseal(request["Input"]["ConnectionString"])  # sealed at rest, with this session's key
+    request["Input"]["ConnectionString"] = sealing.seal(kept.rstrip(";") + f";BlobEndpoint={own}")
     row["Request"] = json.dumps(request)
     jobs.update_entity(row)
     assert api.job(tenant.jobs, tenant.api_key, "POST", f"/{job_id}/start").status_code == 200
