@@ -4,6 +4,7 @@ ServerBusy, or 429 for tables when asked) with a Retry-After header, or, while `
 is on, closes each connection without an answer, as an unreachable service does."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import threading
 import time
@@ -109,3 +110,23 @@ class StorageProxy:
 def proxied_connection_string(account: str, key: str, proxies: dict[str, StorageProxy]) -> str:
     return (f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
             + "".join(f"{s.capitalize()}Endpoint=http://127.0.0.1:{p.port}/{account};" for s, p in proxies.items()))
+
+
+@contextlib.contextmanager
+def proxied_stack(logs_dir, name: str, extra_env: dict):
+    """Azurite, a proxy in front of each of its services and a host whose app reaches storage
+    only through them: (host, connection string, proxies by service), all stopped after."""
+    from devhost.azurite import ACCOUNT, ACCOUNT_KEY, start_azurite
+    from tests.e2e.harness import ROOT, HostProcess
+    emulator = start_azurite(ROOT, None, log_file=logs_dir / f"azurite-{name}.log")
+    proxies = {"blob": StorageProxy(emulator.blob_port, "blob"), "queue": StorageProxy(emulator.queue_port, "queue"),
+               "table": StorageProxy(emulator.table_port, "table")}
+    connection = proxied_connection_string(ACCOUNT, ACCOUNT_KEY, proxies)
+    host = HostProcess(ROOT, connection, log_path=logs_dir / f"{name}-host.log", extra_env=extra_env)
+    try:
+        yield host, connection, proxies
+    finally:
+        host.stop()
+        for proxy in proxies.values():
+            proxy.stop()
+        emulator.stop()

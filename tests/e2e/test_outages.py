@@ -8,10 +8,9 @@ import threading
 
 import pytest
 
-from devhost.azurite import ACCOUNT, ACCOUNT_KEY, start_azurite
 from tests.e2e.conftest import APP_ENV, make_tenant
-from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, unique
-from tests.e2e.storage_proxy import StorageProxy, proxied_connection_string
+from tests.e2e.harness import Api, Blobs, unique
+from tests.e2e.storage_proxy import proxied_stack
 from tests.e2e.test_jobs import census_csv, ready_pool
 
 OUTAGE_SECONDS = 12  # past the 10 s after which the host poisons a message that keeps failing
@@ -20,12 +19,13 @@ MAX_CALLS = 12
 
 @pytest.fixture(scope="module")
 def stack(logs_dir):
-    emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite-outages.log")
-    proxies = {"blob": StorageProxy(emulator.blob_port, "blob"), "queue": StorageProxy(emulator.queue_port, "queue"),
-               "table": StorageProxy(emulator.table_port, "table")}
-    connection = proxied_connection_string(ACCOUNT, ACCOUNT_KEY, proxies)
-    log_path = logs_dir / "outages-host.log"
-    host = HostProcess(ROOT, connection, log_path=log_path, extra_env={**APP_ENV, "BLOB_HOST_ALLOWLIST": "127.0.0.1"})
+    with proxied_stack(logs_dir, "outages", {**APP_ENV, "BLOB_HOST_ALLOWLIST": "127.0.0.1"}) as (host, connection,
+                                                                                                 proxies):
+        yield from _with_reference(host, connection, proxies, logs_dir / "outages-host.log")
+
+
+def _with_reference(host, connection, proxies, log_path):
+    """The stack, and the output of a job run alone before any outage."""
     blobs = Blobs(connection)
     blobs.put("inputs", "census-1000.csv", census_csv(1000, seed=5))
     api = Api(host.url, host.master_key)
@@ -35,10 +35,6 @@ def stack(logs_dir):
                                                                            ready_pool(api, tenant, 1)))
     assert api.wait_job(tenant.jobs, tenant.api_key, reference, timeout=60)["StatusCode"] == "Finished"
     yield api, blobs, proxies, log_path, blobs.get(*alone.split("/", 1))
-    host.stop()
-    for proxy in proxies.values():
-        proxy.stop()
-    emulator.stop()
 
 
 @pytest.mark.parametrize("service", ["table", "queue", "blob"])

@@ -5,10 +5,9 @@ import threading
 
 import pytest
 
-from devhost.azurite import ACCOUNT, ACCOUNT_KEY, start_azurite
 from tests.e2e.conftest import APP_ENV, make_tenant
-from tests.e2e.harness import ROOT, Api, Blobs, HostProcess, unique
-from tests.e2e.storage_proxy import StorageProxy, proxied_connection_string
+from tests.e2e.harness import Api, Blobs, unique
+from tests.e2e.storage_proxy import proxied_stack
 from tests.e2e.test_jobs import census_csv, ready_pool
 
 THROTTLE_SECONDS = 3
@@ -17,17 +16,9 @@ MAX_CALLS = 20
 
 @pytest.fixture(scope="module")
 def throttled(logs_dir):
-    emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite-throttled.log")
-    proxies = {"blob": StorageProxy(emulator.blob_port, "blob"), "queue": StorageProxy(emulator.queue_port, "queue"),
-               "table": StorageProxy(emulator.table_port, "table")}
-    connection = proxied_connection_string(ACCOUNT, ACCOUNT_KEY, proxies)
-    host = HostProcess(ROOT, connection, log_path=logs_dir / "throttled-host.log",
-                       extra_env={**APP_ENV, "BLOB_HOST_ALLOWLIST": "127.0.0.1"})
-    yield Api(host.url, host.master_key), Blobs(connection), proxies
-    host.stop()
-    for proxy in proxies.values():
-        proxy.stop()
-    emulator.stop()
+    with proxied_stack(logs_dir, "throttled", {**APP_ENV, "BLOB_HOST_ALLOWLIST": "127.0.0.1"}) as (host, connection,
+                                                                                                   proxies):
+        yield Api(host.url, host.master_key), Blobs(connection), proxies
 
 
 def _throttle(proxies, on: bool, table_status: int = 503) -> None:
