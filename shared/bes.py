@@ -9,6 +9,7 @@ storage under a path of the job's own.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from shared import allowlist, sealing
@@ -196,31 +197,56 @@ def parse_request(body: dict, input_names: list[str], output_names: list[str]) -
 
 
 SECRET_FIELDS = ("ConnectionString", "SasBlobToken")
+# The job row's columns: the request with no secret in it, and the secrets of its input and
+# of its outputs, each sealed (`shared.sealing`), so that each is dropped on its own once it is
+# no longer needed (`shared.lifecycle`): the input's when the job ends, the outputs' when its
+# results can no longer be downloaded.
+REQUEST, INPUT_SECRETS, OUTPUT_SECRETS = "Request", "InputSecrets", "OutputSecrets"
 
 
-def _location_stored(location: Location) -> dict:
-    """A location as its job's row keeps it: its secrets sealed (`shared.sealing`)."""
+def _secrets_of(location: Location) -> dict:
     stored = location.to_dict()
-    return {**stored, **{name: sealing.seal(stored.get(name)) for name in SECRET_FIELDS if name in stored}}
+    return {name: stored[name] for name in SECRET_FIELDS if stored.get(name)}
 
 
-def _location_opened(stored: dict) -> dict:
-    return {**stored, **{name: sealing.unseal(stored.get(name)) for name in SECRET_FIELDS if name in stored}}
+def _plain(location: Location) -> dict:
+    return {**location.to_dict(), **dict.fromkeys(SECRET_FIELDS)}
 
 
-def request_from_stored(stored: dict) -> JobRequest:
-    """The request as kept in the job row (already checked at submit), its secrets opened."""
-    return JobRequest(parse_location(_location_opened(stored["Input"]), "Input"),
-                      {n: parse_location(_location_opened(loc), f"Outputs.{n}", stored=True)
-                       for n, loc in stored["Outputs"].items()},
-                      stored.get("GlobalParameters") or {}, stored.get("AzureBatchPoolId"))
+def _sealed(secrets: dict) -> str:
+    return (sealing.seal(json.dumps(secrets)) or "") if any(secrets.values()) else ""
+
+
+def _opened(sealed: str | None) -> dict:
+    return json.loads(sealing.unseal(sealed) or "{}") if sealed else {}
 
 
 def request_to_stored(request: JobRequest) -> dict:
-    """The request as its job's row keeps it, with every customer secret sealed."""
-    return {"Input": _location_stored(request.input),
-            "Outputs": {n: _location_stored(loc) for n, loc in request.outputs.items()},
-            "GlobalParameters": request.global_parameters, "AzureBatchPoolId": request.pool_id}
+    """The request as its job's row keeps it: the request's column holds no secret."""
+    plain = {"Input": _plain(request.input), "Outputs": {n: _plain(loc) for n, loc in request.outputs.items()},
+             "GlobalParameters": request.global_parameters, "AzureBatchPoolId": request.pool_id}
+    return {REQUEST: json.dumps(plain), INPUT_SECRETS: _sealed({"Input": _secrets_of(request.input)}),
+            OUTPUT_SECRETS: _sealed({n: _secrets_of(loc) for n, loc in request.outputs.items()})}
+
+
+def _outputs(plain: dict, secrets: dict, kept_only: bool = False) -> dict[str, Location]:
+    return {n: parse_location({**loc, **secrets.get(n, {})}, f"Outputs.{n}", stored=True)
+            for n, loc in plain["Outputs"].items() if not kept_only or loc.get(OWN_STORAGE) or secrets.get(n)}
+
+
+def request_from_stored(row: dict) -> JobRequest:
+    """The request as the job row keeps it (already checked at submit), its secrets opened;
+    refused (InvalidRequest) once they have been dropped."""
+    plain = json.loads(row[REQUEST])
+    opened = {**plain["Input"], **_opened(row.get(INPUT_SECRETS)).get("Input", {})}
+    return JobRequest(parse_location(opened, "Input"), _outputs(plain, _opened(row.get(OUTPUT_SECRETS))),
+                      plain.get("GlobalParameters") or {}, plain.get("AzureBatchPoolId"))
+
+
+def outputs_from_stored(row: dict) -> dict[str, Location]:
+    """The outputs as the job row keeps them, their secrets opened; an output whose secrets
+    were dropped is left out."""
+    return _outputs(json.loads(row[REQUEST]), _opened(row.get(OUTPUT_SECRETS)), kept_only=True)
 
 
 def host_allowed(endpoint: str, allowed) -> bool:

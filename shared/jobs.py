@@ -107,14 +107,15 @@ def submit_job(caller: ServiceRef, body: dict) -> str:
     if not request.outputs:
         request = dataclasses.replace(request, outputs=bes.own_outputs(
             service.output_names, get_settings().output_container, job_id, now))
-    stored = json.dumps(bes.request_to_stored(request))
-    if len(stored) > MAX_STORED_REQUEST_CHARS:
-        raise PayloadTooLarge(f"the job definition is {len(stored)} characters; at most "
+    stored = bes.request_to_stored(request)
+    size = max(map(len, stored.values()))
+    if size > MAX_STORED_REQUEST_CHARS:
+        raise PayloadTooLarge(f"the job definition is {size} characters; at most "
                               f"{MAX_STORED_REQUEST_CHARS} are kept", "JobTooLarge")
     notification_url = events.check_url(request.notification_url, "NotificationUrl") or service.notification_url
     move = lifecycle.new_job(partition, job_id, {
         "SubscriptionId": service.subscription_id, "ServiceId": service.service_id, "PoolId": request.pool_id or "",
-        "Request": stored, "Details": "", "Results": "{}", "Scorer": service.scorer,
+        **stored, "Details": "", "Results": "{}", "Scorer": service.scorer,
         "TimeoutSeconds": service.timeout_seconds,
         "MaxQueuedSeconds": _chosen(request.max_queued_seconds, service.max_queued_seconds) or 0,
         "MaxRetries": _chosen(request.max_retries, service.max_retries), "NotificationUrl": notification_url or "",
@@ -255,14 +256,14 @@ def _output_token(location: bes.Location, now, hours: int) -> str:
     return token
 
 
-def _results(stored_results: str | None, stored_request: str | None) -> dict | None:
+def _results(job: dict) -> dict | None:
     """Where each output was written, as BES shows it: the blob endpoint (ending in `/`),
     container/path and a token that reads that one blob, so that BaseLocation +
     RelativeLocation + SasBlobToken downloads it."""
-    results = json.loads(stored_results or "{}")
+    results = json.loads(job.get("Results") or "{}")
     if not results:
         return None
-    outputs = bes.request_from_stored(json.loads(stored_request)).outputs if stored_request else {}
+    outputs = bes.outputs_from_stored(job) if job.get(bes.REQUEST) else {}
     now, hours = clock.utcnow(), get_settings().result_sas_hours
     for name, shown in results.items():
         location = outputs.get(name)
@@ -297,7 +298,7 @@ def _job_view(job: dict, place: dict | None = None) -> dict:
     pending reason and expected start."""
     state = job["Status"]
     view = {"JobId": job["JobId"], "StatusCode": lifecycle.public_status(state),
-            "Results": _results(job.get("Results"), job.get("Request")) if state == lifecycle.FINISHED else None,
+            "Results": _results(job) if state == lifecycle.FINISHED else None,
             "Details": _details(state, job.get("Details")), "CreatedAt": clock.iso(job["CreatedAt"]),
             "StartTime": clock.iso(job.get("StartTime")), "EndTime": clock.iso(job.get("EndTime")),
             "AzureBatchPoolId": job.get("PoolId") or None, "QueuePosition": None,

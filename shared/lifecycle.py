@@ -27,7 +27,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
-from shared import attempts, billing, clock, costs, layout, predict, vms
+from shared import attempts, bes, billing, clock, costs, layout, predict, vms
 
 NOT_STARTED, WAITING, RUNNING = "NotStarted", "Waiting", "Running"
 FINISHED, FAILED, CANCELLED = "Finished", "Failed", "Cancelled"
@@ -317,6 +317,14 @@ def job_hour_rows(job: dict, end: dt.datetime) -> list[tuple]:
             for hour, seconds in hours.items()]
 
 
+def secrets_kept(status: str) -> dict:
+    """What an ended job keeps of its caller's secrets (`shared.bes`): its input's are no longer
+    needed; its outputs' only while their results can be downloaded, which is while a Finished
+    job's row is kept (each status read signs the outputs' read tokens with them)."""
+    dropped = {bes.INPUT_SECRETS: ""}
+    return dropped if status == FINISHED else {**dropped, bes.OUTPUT_SECRETS: ""}
+
+
 def _ended_event(job: dict, status: str, details: str, attempts_made: int) -> Event:
     return Event(status, {"StatusCode": status, "Details": details or None, "Attempts": attempts_made}, once=ENDED)
 
@@ -331,7 +339,7 @@ def end(job: dict, status: str, details: str, now: dt.datetime, vm: dict | None 
     if status not in TERMINAL:
         raise IllegalMove(f"end as {status}", job["Status"])
     changes = {"Status": status, "EndTime": now, "Details": details, "Results": json.dumps(results or {}),
-               "RunnerId": "", **record_outcome(job, status, details, now)}
+               "RunnerId": "", **record_outcome(job, status, details, now), **secrets_kept(status)}
     for progress in ("ProgressRows", "ProgressOffset"):  # what the row keeps is its checkpoint
         job.pop(progress, None)
     operations = [_job_write(job, changes), *job_hour_rows(job, now)]
@@ -354,7 +362,8 @@ def end_waiting(wait: dict, details: str, now: dt.datetime) -> Move:
     """Waiting -> Cancelled from its wait row: deleting the wait row is the fence (a claim
     deletes it too), so the job row is merged without reading it."""
     job = {"PartitionKey": wait["PartitionKey"], "RowKey": layout.job_key(wait["JobId"]), "JobId": wait["JobId"]}
-    changes = {"Status": CANCELLED, "EndTime": now, "Details": details, "Results": "{}", "WaitKey": ""}
+    changes = {"Status": CANCELLED, "EndTime": now, "Details": details, "Results": "{}", "WaitKey": "",
+               **secrets_kept(CANCELLED)}
     event = _ended_event(job, CANCELLED, details, 0)
     return Move(changes, [("delete", wait), _job_write(job, changes, conditional=False)],
                 [(wait["JobId"], event)] if wait.get("Notify") else [])
@@ -372,7 +381,8 @@ def cancel(job: dict, now: dt.datetime, vm: dict | None = None, details: str = C
     once the run is committing its outputs."""
     state = job["Status"]
     if state == NOT_STARTED:
-        changes = {"Status": CANCELLED, "EndTime": now, "Details": CANCELLED_BEFORE_START, "Results": "{}"}
+        changes = {"Status": CANCELLED, "EndTime": now, "Details": CANCELLED_BEFORE_START, "Results": "{}",
+                   **secrets_kept(CANCELLED)}
         event = _ended_event(job, CANCELLED, CANCELLED_BEFORE_START, 0)
         return Move(changes, [_job_write(job, changes)], _notify(job, event))
     if state == WAITING:

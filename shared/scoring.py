@@ -222,6 +222,6 @@ class Slice:
 def stored_request(job: dict) -> bes.JobRequest:
     """The job's request as stored at submit, checked again by today's rules."""
     try:
-        return bes.request_from_stored(json.loads(job["Request"]))
+        return bes.request_from_stored(job)
     except InvalidRequest as refused:
         raise JobFailed(f"the job's request is not valid: {refused.message}") from None

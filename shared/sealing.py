@@ -1,5 +1,5 @@
 """Customers' secrets at rest: the connection strings (with their account keys) and SAS
-tokens a job brings are kept in its row sealed, with authenticated encryption (Fernet:
+tokens a job brings are kept in its row (beside the request, see `shared.bes`) sealed, with authenticated encryption (Fernet:
 AES-128-CBC and HMAC-SHA256, from `cryptography`), under keys the app gets from its
 SECRETS_ENCRYPTION_KEYS setting: comma-separated, the first seals, every one opens, so a key
 is rotated by putting a new one first and removing the old once the jobs it sealed are gone

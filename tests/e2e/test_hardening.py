@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from shared import layout, sealing
+from shared import bes, layout, sealing
 from tests.e2e.harness import Listener, unique
 from tests.e2e.test_bad_input import error_of
 from tests.e2e.test_job_bad_input import job_count
@@ -191,10 +191,10 @@ def test_a_stored_request_that_can_never_run_fails_once_with_its_reason(api, job
     jobs = TableServiceClient.from_connection_string(blobs.connection_string).get_table_client("e2ePools")
     row = jobs.get_entity(layout.job_partition(tenant.subscription_id, job_id), layout.job_key(job_id))
     own = dict(part.split("=", 1) for part in blobs.connection_string.split(";") if part)["BlobEndpoint"]
-    request = json.loads(row["Request"])
-    kept = sealing.unseal(request["Input"]["ConnectionString"])  # sealed at rest, with this session's key
-    request["Input"]["ConnectionString"] = sealing.seal(kept.rstrip(";") + f";BlobEndpoint={own}")
-    row["Request"] = json.dumps(request)
+    secrets = json.loads(sealing.unseal(row[bes.INPUT_SECRETS]))  # sealed at rest, with this session's key
+    kept = secrets["Input"]["ConnectionString"]
+    secrets["Input"]["ConnectionString"] = kept.rstrip(";") + f";BlobEndpoint={own}"
+    row[bes.INPUT_SECRETS] = sealing.seal(json.dumps(secrets))
     jobs.update_entity(row)
     assert api.job(tenant.jobs, tenant.api_key, "POST", f"/{job_id}/start").status_code == 200
     done = api.wait_job(tenant.jobs, tenant.api_key, job_id)
@@ -219,3 +219,11 @@ def test_no_customer_secret_is_kept_in_plain_text_in_any_table(api, tenant, blob
             for secret in ("AccountKey=", "sig=", "SharedAccessSignature=", blobs.connection_string):
                 assert secret not in text, (table.name, row.get("PartitionKey"), row.get("RowKey"))
     assert seen > 0
+    # Once the job has ended its input's secrets are gone; its output's stay while it can be downloaded.
+    pools = service.get_table_client("e2ePools")
+    row = pools.get_entity(layout.job_partition(tenant.subscription_id, job_id), layout.job_key(job_id))
+    assert row[bes.INPUT_SECRETS] == "" and row[bes.OUTPUT_SECRETS].startswith(sealing.PREFIX)
+    cancelled = api.job(tenant.jobs, tenant.api_key, "POST", body=blobs.job_body("inputs/sealed.csv", output)).json()
+    assert api.job(tenant.jobs, tenant.api_key, "DELETE", f"/{cancelled}").status_code == 200
+    row = pools.get_entity(layout.job_partition(tenant.subscription_id, cancelled), layout.job_key(cancelled))
+    assert row["Status"] == "Cancelled" and row[bes.INPUT_SECRETS] == row[bes.OUTPUT_SECRETS] == ""

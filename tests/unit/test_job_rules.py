@@ -79,6 +79,8 @@ def test_outputs_left_to_the_service_go_to_its_own_storage_and_survive_storage()
     import dataclasses
     stored = bes.request_to_stored(dataclasses.replace(request, outputs=own))
     assert bes.request_from_stored(stored).outputs == own
+    assert stored[bes.OUTPUT_SECRETS] == ""  # the app's own outputs need no secret
+    assert bes.outputs_from_stored({**stored, bes.INPUT_SECRETS: ""}) == own
 
 
 def test_public_location_drops_secrets():

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from shared import attempts, layout, lifecycle, moves, predict, vms
+from shared import attempts, bes, layout, lifecycle, moves, predict, vms
 from shared.storage.tables import Row
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, 0, 250000, tzinfo=dt.timezone.utc)
@@ -153,6 +153,19 @@ def test_a_classic_job_writes_no_job_hours():
     row = {**job(lifecycle.RUNNING), "PartitionKey": layout.CLASSIC_PARTITION}
     move = lifecycle.end(row, lifecycle.FINISHED, "", at(10))
     assert kinds(move) == [("replace", "job")]
+
+
+def test_every_way_of_ending_drops_the_secrets_the_job_no_longer_needs():
+    """Input secrets go with any end; output secrets stay only where results can be downloaded."""
+    finished = lifecycle.end(job(lifecycle.RUNNING), lifecycle.FINISHED, "", at(10), vm(vms.BUSY, "j1"))
+    assert finished.changes[bes.INPUT_SECRETS] == "" and bes.OUTPUT_SECRETS not in finished.changes
+    ended = [lifecycle.end(job(lifecycle.RUNNING), lifecycle.FAILED, "x", at(10), vm(vms.BUSY, "j1")),
+             lifecycle.cancel(job(lifecycle.RUNNING), at(1), vm(vms.BUSY, "j1")),
+             lifecycle.cancel(job(), at(1)), lifecycle.cancel(job(lifecycle.WAITING), at(1)),
+             lifecycle.expire(wait(deadline=at(30)), at(30)),
+             lifecycle.time_out(job(lifecycle.RUNNING), TIMEOUT, at(61), vm(vms.BUSY, "j1"))]
+    for move in ended:
+        assert move.changes[bes.INPUT_SECRETS] == move.changes[bes.OUTPUT_SECRETS] == ""
 
 
 def test_end_refuses_a_state_that_is_not_terminal():

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from shared import bes, sealing
+from shared import bes, lifecycle, sealing
+from shared.errors import InvalidRequest
 
 CONNECTION = ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0LWtleQ==;"
               "EndpointSuffix=core.windows.net")
@@ -15,10 +16,27 @@ def test_a_stored_request_holds_no_secret_in_plain_text_and_opens_as_it_was():
         bes.parse_location({"ConnectionString": CONNECTION, "RelativeLocation": "inputs/a.csv"}, "Input"),
         {"output1": bes.parse_location({"BaseLocation": "https://acct.blob.core.windows.net/", "SasBlobToken": SAS,
                                         "RelativeLocation": "outputs/b.csv"}, "Outputs.output1")}, {}, None)
-    stored = json.dumps(bes.request_to_stored(request))
+    stored = bes.request_to_stored(request)
     for secret in ("AccountKey=", "sig=", "c2VjcmV0LWtleQ", "abc%2Bdef"):
-        assert secret not in stored
-    assert bes.request_from_stored(json.loads(stored)) == request
+        assert secret not in json.dumps(stored)
+    assert bes.request_from_stored(stored) == request
+
+
+def test_an_ended_jobs_input_secrets_are_dropped_and_its_outputs_kept_only_while_downloadable():
+    request = bes.JobRequest(
+        bes.parse_location({"ConnectionString": CONNECTION, "RelativeLocation": "inputs/a.csv"}, "Input"),
+        {"output1": bes.parse_location({"ConnectionString": CONNECTION, "RelativeLocation": "outputs/b.csv"},
+                                       "Outputs.output1")}, {}, None)
+    stored = bes.request_to_stored(request)
+    finished = {**stored, **lifecycle.secrets_kept(lifecycle.FINISHED)}
+    assert finished[bes.INPUT_SECRETS] == "" and finished[bes.OUTPUT_SECRETS] == stored[bes.OUTPUT_SECRETS]
+    assert bes.outputs_from_stored(finished) == request.outputs  # its results can still be signed
+    with pytest.raises(InvalidRequest, match="Input"):
+        bes.request_from_stored(finished)  # but it can no longer be run
+    for status in (lifecycle.FAILED, lifecycle.CANCELLED):
+        ended = {**stored, **lifecycle.secrets_kept(status)}
+        assert ended[bes.INPUT_SECRETS] == ended[bes.OUTPUT_SECRETS] == ""
+        assert bes.outputs_from_stored(ended) == {}
 
 
 def test_a_new_key_first_seals_and_the_old_one_still_opens(monkeypatch):
