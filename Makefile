@@ -8,7 +8,8 @@ INSTANCES ?= 1
 
 .PHONY: run test unit lint demo bench setup browser clean
 
-run: setup local.settings.json
+run: setup
+	$(PY) scripts/local_settings.py
 	$(PY) -m devhost --app . --port $(PORT) --instances $(INSTANCES) --azurite .azurite
 
 test: setup browser lint
@@ -43,10 +44,6 @@ browser:
 $(AZURITE): package.json
 	npm install --no-audit --no-fund --no-package-lock
 	touch $@
-
-# A fresh key seals customers' secrets in this checkout's tables (see shared/sealing.py).
-local.settings.json: | $(VENV)/.installed
-	$(PY) -c "import json, sys; from cryptography.fernet import Fernet; s = json.load(open('local.settings.example.json')); s['Values']['SECRETS_ENCRYPTION_KEYS'] = Fernet.generate_key().decode(); json.dump(s, open('$@', 'w'), indent=2)"
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .devhost .mypy_cache .ruff_cache

@@ -5,4 +5,4 @@ from shared import accounts, api
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(req, lambda: accounts.get_account(req.route_params["accountId"], api.base_url()))
+    return api.respond(req, lambda: accounts.get_account(req.route_params["accountId"], api.base_url()), operator=True)

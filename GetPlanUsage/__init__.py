@@ -5,4 +5,4 @@ from shared import api, reports
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(req, lambda: reports.plan_report(req.route_params["billingPlanId"], req.params))
+    return api.respond(req, lambda: reports.plan_report(req.route_params["billingPlanId"], req.params), operator=True)

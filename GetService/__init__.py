@@ -6,4 +6,4 @@ from shared import api, services
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
     return api.respond(req, lambda: services.show_service(
-        req.route_params["subscriptionId"], req.route_params["serviceId"], api.base_url()))
+        req.route_params["subscriptionId"], req.route_params["serviceId"], api.base_url()), operator=True)

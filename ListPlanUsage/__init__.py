@@ -5,4 +5,4 @@ from shared import api, reports
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(req, lambda: reports.plans_report(req.params))
+    return api.respond(req, lambda: reports.plans_report(req.params), operator=True)

@@ -5,4 +5,5 @@ from shared import accounts, api
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(req, lambda: accounts.regenerate_key(req.route_params["accountId"], req.route_params["keyName"]))
+    return api.respond(req, lambda: accounts.regenerate_key(
+        req.route_params["accountId"], req.route_params["keyName"]), operator=True)

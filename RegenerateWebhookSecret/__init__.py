@@ -6,5 +6,5 @@ from shared import api, services
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return api.respond(req, lambda: services.regenerate_webhook_secret(req.route_params["subscriptionId"],
-                                                                       req.route_params["serviceId"]))
+    return api.respond(req, lambda: services.regenerate_webhook_secret(
+        req.route_params["subscriptionId"], req.route_params["serviceId"]), operator=True)

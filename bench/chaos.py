@@ -96,6 +96,7 @@ class Cluster:
         self.connection_string = connection_string
         self.log_dir = log_dir
         self.keys = (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        self.operator_key = secrets.token_urlsafe(32)
         self.port = None
         self.hosts = []
         self.started = 0
@@ -105,6 +106,7 @@ class Cluster:
     def add(self):
         self.started += 1
         host = HostProcess(ROOT, self.connection_string, instances=1, extra_env=ENV, port=self.port, keys=self.keys,
+                           operator_key=self.operator_key,
                            log_path=self.log_dir / f"chaos-host-{self.started}.log")
         self.port = host.port
         self.hosts.append(host)
@@ -133,7 +135,7 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         proxies["table"].status_when_throttled = 429
         connection = proxied_connection_string(ACCOUNT, ACCOUNT_KEY, proxies)
     cluster = Cluster(connection, instances, log_dir)
-    api = Api(f"http://127.0.0.1:{cluster.port}", cluster.keys[0])
+    api = Api(f"http://127.0.0.1:{cluster.port}", cluster.operator_key)
     blobs = Blobs(connection)
     tally = Tally()
     try:

@@ -146,7 +146,7 @@ class Stack:
         self.host = HostProcess(ROOT, connection, instances=instances,
                                 log_path=log_dir / f"host-{instances}.log", extra_env=settings)
         self.started = time.perf_counter()  # the host listens from here; its timers start with it
-        self.api = Api(self.host.url, self.host.master_key)
+        self.api = Api(self.host.url, self.host.operator_key)
         self.blobs = Blobs(connection)
         self.table_prefix = settings["BATCHPOOL_TABLE_PREFIX"]
         self._jobs_table = None

@@ -29,16 +29,16 @@ TERMINAL = ("Finished", "Failed", "Cancelled")
 
 
 class Demo:
-    def __init__(self, base: str, master_key: str, storage: str, out=print):
+    def __init__(self, base: str, operator_key: str, storage: str, out=print):
         self.base = base.rstrip("/") + "/api"
-        self.master = master_key
+        self.operator_key = operator_key
         self.http = requests.Session()
         self.blobs = BlobServiceClient.from_connection_string(storage)
         self.storage = storage
         self.say = out
 
     def call(self, method: str, path: str, body=None, key: str | None = None, admin: bool = False) -> dict:
-        headers = {"x-functions-key": self.master} if admin else {"Authorization": f"Bearer {key}"}
+        headers = {"Authorization": f"Bearer {self.operator_key if admin else key}"}
         response = self.http.request(method, path if path.startswith("http") else self.base + path,
                                      json=body, headers=headers, timeout=60)
         if response.status_code >= 400:
@@ -119,7 +119,8 @@ class Demo:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", default="http://127.0.0.1:7071")
-    parser.add_argument("--master-key", help="the host's master key (default: .devhost/keys.json)")
+    parser.add_argument("--operator-key", help="an operator key (default: the first of OPERATOR_KEYS in "
+                                               "local.settings.json)")
     parser.add_argument("--storage", default="UseDevelopmentStorage=true",
                         help="connection string of the storage holding the demo's blobs")
     parser.add_argument("--jobs", type=int, default=5)
@@ -128,8 +129,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds-per-chunk", type=float, default=3.0,
                         help="the sample scorer's pause per chunk, to make jobs last long enough to queue")
     args = parser.parse_args(argv)
-    master = args.master_key or json.loads((ROOT / ".devhost" / "keys.json").read_text())["master"]
-    Demo(args.base, master, args.storage).run(args.jobs, args.rows, args.vms, args.seconds_per_chunk)
+    operator_key = args.operator_key or json.loads((ROOT / "local.settings.json").read_text())["Values"][
+        "OPERATOR_KEYS"].split(",")[0].partition("=")[2]
+    Demo(args.base, operator_key, args.storage).run(args.jobs, args.rows, args.vms, args.seconds_per_chunk)
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 import azure.functions as func
 
+from shared import operators
 from shared.errors import (
     RETRY_AFTER_SECONDS,
     BatchPoolError,
@@ -48,10 +49,14 @@ def check_route_ids(req: func.HttpRequest) -> None:
             raise NotFound(f"no such {name}: ids are {ID_RULE}", "NotFound")
 
 
-def respond(req: func.HttpRequest, operation: Callable[[], object], status: int = 200) -> func.HttpResponse:
-    """Run one operation for a request whose route ids are checked first; its result is the
-    JSON body, or (status, body[, headers])."""
+def respond(req: func.HttpRequest, operation: Callable[[], object], status: int = 200,
+            operator: bool = False) -> func.HttpResponse:
+    """Run one operation for a request whose route ids are checked first (and, on an operator
+    route, its operator credential before that); its result is the JSON body, or
+    (status, body[, headers])."""
     try:
+        if operator:
+            operators.authorize(req.headers.get("Authorization"))
         check_route_ids(req)
         result = storage_guard(operation)
     except BatchPoolError as error:

@@ -1,10 +1,10 @@
 """Customers' secrets at rest: the connection strings (with their account keys) and SAS
-tokens a job brings are kept in its row (beside the request, see `shared.bes`) sealed, with authenticated encryption (Fernet:
-AES-128-CBC and HMAC-SHA256, from `cryptography`), under keys the app gets from its
-SECRETS_ENCRYPTION_KEYS setting: comma-separated, the first seals, every one opens, so a key
-is rotated by putting a new one first and removing the old once the jobs it sealed are gone
-(JOB_RETENTION_DAYS). In Azure the setting is a Key Vault reference; `make run` writes one
-into local.settings.json."""
+tokens a job brings are kept in its row beside the request (see `shared.bes`), sealed with
+authenticated encryption (Fernet: AES-128-CBC and HMAC-SHA256, from `cryptography`), under
+keys the app gets from its SECRETS_ENCRYPTION_KEYS setting: comma-separated, the first seals,
+every one opens, so a key is rotated by putting a new one first and removing the old once the
+jobs it sealed are gone (JOB_RETENTION_DAYS). In Azure the setting is a Key Vault reference;
+`make run` writes one into local.settings.json."""
 from __future__ import annotations
 
 import os

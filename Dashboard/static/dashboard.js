@@ -54,7 +54,7 @@
 
   async function call(path) {
     const { mode, url, key } = session();
-    const headers = mode === "operator" ? { "x-functions-key": key } : { "Authorization": "Bearer " + key };
+    const headers = { "Authorization": "Bearer " + key };
     let response;
     try {
       response = await fetch(url + path, { headers, credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" });
@@ -75,7 +75,7 @@
   function explain(error) {
     if (error.status === 401) {
       return session().mode === "operator"
-        ? "The master key was refused (401 Unauthorized). Check the key and the API base URL."
+        ? "The operator credential was refused (401 Unauthorized). Check the operator key (or access token) and the API base URL."
         : "The account key was refused (401 Unauthorized). Check the key and the pool service URL.";
     }
     if (error.status === 404) return "Nothing answers at that URL (404): check the pool service URL.";

@@ -54,7 +54,8 @@ class Context:
         return self.settings.need("base_url", "the service's address").rstrip("/")
 
     def operator(self) -> OperatorClient:
-        return OperatorClient(self.base(), self.settings.need("master_key", "the operator's master key"), self.trace)
+        return OperatorClient(self.base(), self.settings.need(
+            "operator_key", "an operator key, or an Entra ID access token with the operator role"), self.trace)
 
     def pools(self) -> PoolClient:
         url = self.settings.get("pool_service_url")
@@ -546,7 +547,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command(groups, "usage", usage, "compute hours per hour, per pool and per plan, and the savings",
                   account=True)
     sub.add_argument("--pool", help="only this pool")
-    sub.add_argument("--plan", help="operator: this billing plan across every account (master key)")
+    sub.add_argument("--plan", help="operator: this billing plan across every account (operator key)")
     sub.add_argument("--from", dest="start", help="ISO 8601 start (default 24 hours ago)")
     sub.add_argument("--to", dest="end", help="ISO 8601 end (default now)")
     sub.add_argument("--width", type=int, default=40, help="bar width in characters")

@@ -1,6 +1,6 @@
 """A typed client for the Batch Pool HTTP API: one class per caller.
 
-* `OperatorClient` (the app's master key): accounts, keys, web services, plan usage.
+* `OperatorClient` (an operator key or Entra ID access token): accounts, keys, web services, plan usage.
 * `PoolClient` (an account key, at the account's pool service URL): pools and usage.
 * `JobsClient` (a web service's API key, at its BatchRequestsUrl): BES 2.0 jobs.
 
@@ -110,11 +110,12 @@ def _range(start: str | None, end: str | None) -> dict:
 
 
 class OperatorClient:
-    """The operator's calls, with the Functions app's master key."""
+    """The operator's calls, with an operator credential: one of the deployment's operator
+    keys, or a Microsoft Entra ID access token carrying the operator app role."""
 
-    def __init__(self, base_url: str, master_key: str, trace: Trace = None, timeout: float = 60.0):
+    def __init__(self, base_url: str, operator_key: str, trace: Trace = None, timeout: float = 60.0):
         self.api = base_url.rstrip("/") + "/api"
-        self._http = _Http({"x-functions-key": master_key}, trace, timeout)
+        self._http = _Http({"Authorization": f"Bearer {operator_key}"}, trace, timeout)
 
     def create_account(self, account_id: str, subscription_id: str, max_pools: int, max_vms_per_pool: int) -> JSON:
         """Create (201, with PrimaryKey and SecondaryKey) or change an account's quotas."""

@@ -19,7 +19,7 @@ DEFAULT_BASE_URL = "http://127.0.0.1:7071"
 # setting name -> (environment variable, is it a secret)
 SETTINGS = {
     "base_url": ("BATCHPOOL_BASE_URL", False),
-    "master_key": ("BATCHPOOL_MASTER_KEY", True),
+    "operator_key": ("BATCHPOOL_OPERATOR_KEY", True),
     "account": ("BATCHPOOL_ACCOUNT", False),
     "pool_service_url": ("BATCHPOOL_POOL_SERVICE_URL", False),
     "account_key": ("BATCHPOOL_ACCOUNT_KEY", True),

@@ -54,14 +54,14 @@ def slow_stack(logs_dir):
     emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite-slow.log")
     host = HostProcess(ROOT, emulator.connection_string, log_path=logs_dir / "slow-host.log",
                        extra_env={**APP_ENV, "VM_PROVISIONING_SECONDS": "600"})
-    yield Api(host.url, host.master_key), Blobs(emulator.connection_string)
+    yield Api(host.url, host.operator_key), Blobs(emulator.connection_string)
     host.stop()
     emulator.stop()
 
 
 @pytest.fixture(scope="session")
 def api(app_host) -> Api:
-    return Api(app_host.url, app_host.master_key)
+    return Api(app_host.url, app_host.operator_key)
 
 
 @pytest.fixture(scope="session")

@@ -30,15 +30,18 @@ class HostProcess:
     """`python -m devhost` for one app folder, on a free loopback port."""
 
     def __init__(self, app: Path, connection_string: str | None, instances: int = 1, extra_env: dict | None = None,
-                 log_path: Path | None = None, port: int | None = None, keys: tuple[str, str] | None = None):
+                 log_path: Path | None = None, port: int | None = None, keys: tuple[str, str] | None = None,
+                 operator_key: str | None = None):
         self.port = port or free_port()
         self.master_key, self.function_key = keys or (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
-        HOST_KEYS.update((self.master_key, self.function_key))
+        self.operator_key = operator_key or secrets.token_urlsafe(32)  # the app's own (shared.operators)
+        HOST_KEYS.update((self.master_key, self.function_key, self.operator_key))
         HOST_PORTS.add(self.port)
         # No connection string: the storage connection is identity-based, given in extra_env.
         env = dict(os.environ, AzureWebJobsStorage=connection_string or "", DEVHOST_MASTER_KEY=self.master_key,
                    SECRETS_ENCRYPTION_KEYS=os.environ.get("SECRETS_ENCRYPTION_KEYS") or SEALING_KEY,
-                   DEVHOST_FUNCTION_KEY=self.function_key, PYTHONUNBUFFERED="1", **(extra_env or {}))
+                   DEVHOST_FUNCTION_KEY=self.function_key, OPERATOR_KEYS=f"tests={self.operator_key}",
+                   PYTHONUNBUFFERED="1", **(extra_env or {}))
         self.log_path = log_path
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
@@ -130,9 +133,9 @@ def remember_secret(value: str, response: requests.Response) -> None:
 class Api:
     """A thin HTTP client for the Batch Pool routes."""
 
-    def __init__(self, base: str, master_key: str):
+    def __init__(self, base: str, operator_key: str):
         self.base = base
-        self.master_key = master_key
+        self.operator_key = operator_key
         self.session = requests.Session()
         # A connection held by a host instance that was killed drops; idempotent calls retry.
         retry = Retry(total=3, connect=3, read=3, status=0, backoff_factor=0.1,
@@ -143,7 +146,7 @@ class Api:
              raw: bytes | None = None, headers: dict | None = None) -> requests.Response:
         sent = dict(headers or {})
         if admin:
-            sent["x-functions-key"] = self.master_key
+            sent["Authorization"] = f"Bearer {self.operator_key}"
         if key is not None:
             sent["Authorization"] = f"Bearer {key}"
         if raw is not None:

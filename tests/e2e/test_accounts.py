@@ -33,18 +33,20 @@ def test_subscription_of_an_account_cannot_change(api, tenant):
     assert got["SubscriptionId"] == tenant.subscription_id
 
 
-def test_operator_routes_need_the_master_key(api, app_host):
+def test_operator_routes_take_an_operator_key_and_never_a_host_key(api, app_host):
     body = {"SubscriptionId": "s", "MaxPools": 1, "MaxVmsPerPool": 1}
     account = unique("acct")
-    assert api.call("PUT", f"/api/accounts/{account}", body).status_code == 401
-    wrong = {"x-functions-key": "not-the-key"}
-    assert api.call("PUT", f"/api/accounts/{account}", body, headers=wrong).status_code == 401
-    # A function (host) key does not open admin-level routes.
-    function_key = {"x-functions-key": app_host.function_key}
-    assert api.call("PUT", f"/api/accounts/{account}", body, headers=function_key).status_code == 401
+    missing = api.call("PUT", f"/api/accounts/{account}", body)
+    assert missing.status_code == 401 and "Authorization: Bearer" in missing.json()["error"]["message"]
+    wrong = api.call("PUT", f"/api/accounts/{account}", body, headers={"Authorization": "Bearer not-the-key"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "Unauthorized"
+    # The host's keys open nothing here: the master key also opens the runtime's admin API.
+    for host_key in (app_host.master_key, app_host.function_key):
+        for headers in ({"x-functions-key": host_key}, {"Authorization": f"Bearer {host_key}"}):
+            assert api.call("PUT", f"/api/accounts/{account}", body, headers=headers).status_code == 401
+        assert api.call("PUT", f"/api/accounts/{account}?code={host_key}", body).status_code == 401
     assert api.call("GET", f"/api/accounts/{account}", admin=True).status_code == 404
-    # The key may also come as ?code=, as in Azure.
-    assert api.call("PUT", f"/api/accounts/{account}?code={app_host.master_key}", body).status_code == 201
+    assert api.call("PUT", f"/api/accounts/{account}", body, admin=True).status_code == 201
 
 
 def test_regenerating_a_key_stops_the_old_one_at_once(api, tenant):

@@ -36,7 +36,7 @@ def tight(logs_dir, tmp_path_factory):
     log_path = logs_dir / "admission-host.log"
     app = tight_app(ROOT, tmp_path_factory.mktemp("tight-app"))
     host = HostProcess(app, emulator.connection_string, log_path=log_path, extra_env=ENV)
-    yield Api(host.url, host.master_key), Blobs(emulator.connection_string), host, log_path
+    yield Api(host.url, host.operator_key), Blobs(emulator.connection_string), host, log_path
     host.stop()
     emulator.stop()
 

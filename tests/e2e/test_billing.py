@@ -26,7 +26,7 @@ class BillingStack:
         self.starts += 1
         self.host = HostProcess(ROOT, self.azurite.connection_string, instances=2, extra_env=BILLING_ENV,
                                 log_path=self.logs_dir / f"billing-host-{self.starts}.log")
-        self.api = Api(self.host.url, self.host.master_key)
+        self.api = Api(self.host.url, self.host.operator_key)
 
     def stop(self):
         self.host.stop()

@@ -176,10 +176,10 @@ def test_the_operator_sees_accounts_and_usage_by_plan(browser, api, tenant, app_
     watched = Watched(browser, f"{app_host.url}/api/dashboard/")
     watched.page.check("input[value=operator]")
     assert watched.page.input_value("#url") == f"{app_host.url}/api", "the API base URL is this page's"
-    watched.connect(f"{app_host.url}/api", "wrong-master-key")
+    watched.connect(f"{app_host.url}/api", "wrong-operator-key")
     watched.page.wait_for_selector("#message:not([hidden])")
-    assert "master key was refused (401" in watched.page.text_content("#message")
-    watched.connect(f"{app_host.url}/api", api.master_key, operator=True)
+    assert "operator credential was refused (401" in watched.page.text_content("#message")
+    watched.connect(f"{app_host.url}/api", api.operator_key, operator=True)
     watched.page.wait_for_selector(f"#accounts tr[data-account='{tenant.account_id}']")
     row = watched.page.text_content(f"#accounts tr[data-account='{tenant.account_id}']")
     assert tenant.subscription_id in row

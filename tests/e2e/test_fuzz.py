@@ -39,8 +39,8 @@ def credentials(operation, tenant, api, valid: bool) -> dict:
         return {}
     scheme = next(iter(operation.definition.raw["security"][0]))
     if not valid:
-        return {"x-functions-key": "wrong-key"} if scheme == "masterKey" else {"Authorization": "Bearer wrong-key"}
-    return {"masterKey": {"x-functions-key": api.master_key},
+        return {"Authorization": "Bearer wrong-key"}
+    return {"operator": {"Authorization": f"Bearer {api.operator_key}"},
             "accountKey": {"Authorization": f"Bearer {tenant.primary}"},
             "serviceKey": {"Authorization": f"Bearer {tenant.api_key}"}}[scheme]
 

@@ -86,7 +86,7 @@ def test_azurite_refuses_a_token_for_another_audience(oauth_azurite, trusted):
 
 
 def test_the_seed_flow_with_identity_storage_only(identity_host, oauth_azurite, identity):
-    api = Api(identity_host.url, identity_host.master_key)
+    api = Api(identity_host.url, identity_host.operator_key)
     tenant = make_tenant(api)
     blobs = Blobs(oauth_azurite.connection_string)  # the customer's own storage, reached with its own key
     blobs.put("identity-in", "census.csv", CSV)

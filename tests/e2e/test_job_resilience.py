@@ -25,7 +25,7 @@ def cluster(logs_dir):
     emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite-cluster.log")
     log_path = logs_dir / "cluster-host.log"
     host = HostProcess(ROOT, emulator.connection_string, instances=INSTANCES, log_path=log_path, extra_env=APP_ENV)
-    api = Api(host.url, host.master_key)
+    api = Api(host.url, host.operator_key)
     blobs = Blobs(emulator.connection_string)
     blobs.put("inputs", "census.csv", census_csv(1000))
     yield api, blobs, host, log_path, emulator

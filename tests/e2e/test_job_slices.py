@@ -22,7 +22,7 @@ def sliced(logs_dir):
     emulator = start_azurite(ROOT, None, log_file=logs_dir / "azurite-slices.log")
     log_path = logs_dir / "slices-host.log"
     host = HostProcess(ROOT, emulator.connection_string, instances=2, log_path=log_path, extra_env=SLICE_ENV)
-    api = Api(host.url, host.master_key)
+    api = Api(host.url, host.operator_key)
     blobs = Blobs(emulator.connection_string)
     blobs.put("inputs", "census-3000.csv", census_csv(ROWS, seed=7))
     blobs.put("inputs", "census-100.csv", census_csv(100, seed=8))

@@ -28,7 +28,7 @@ def _with_reference(host, connection, proxies, log_path):
     """The stack, and the output of a job run alone before any outage."""
     blobs = Blobs(connection)
     blobs.put("inputs", "census-1000.csv", census_csv(1000, seed=5))
-    api = Api(host.url, host.master_key)
+    api = Api(host.url, host.operator_key)
     tenant = make_tenant(api)
     alone = f"outputs/{unique('alone')}.csv"
     reference, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body("inputs/census-1000.csv", alone,

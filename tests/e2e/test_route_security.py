@@ -17,7 +17,7 @@ def routes():
                 yield path, method.upper(), scheme
 
 
-def test_every_route_refuses_bad_credentials(api, tenant_factory, blobs):
+def test_every_route_refuses_bad_credentials(api, app_host, tenant_factory, blobs):
     owner, stranger = tenant_factory(), tenant_factory()
     pool_id = unique("private-pool")
     assert create(api, owner, 1, pool_id).status_code == 201
@@ -32,8 +32,10 @@ def test_every_route_refuses_bad_credentials(api, tenant_factory, blobs):
         attempts = [{}, {"Authorization": "Bearer not-a-key"}, {"x-functions-key": "not-a-key"},
                     {"Authorization": f"Bearer {stranger.primary}"},
                     {"Authorization": f"Bearer {stranger.api_key}"}]
-        if scheme == "masterKey":
-            attempts += [{"Authorization": f"Bearer {owner.primary}"}, {"Authorization": f"Bearer {owner.api_key}"}]
+        if scheme == "operator":  # nor does any key of the host's, the master key included
+            attempts += [{"Authorization": f"Bearer {owner.primary}"}, {"Authorization": f"Bearer {owner.api_key}"},
+                         {"x-functions-key": app_host.master_key}, {"Authorization": f"Bearer {app_host.master_key}"},
+                         {"x-functions-key": app_host.function_key}]
         anonymous = []
         for headers in attempts:
             response = api.call(method, url, {"VmCount": 0}, headers=headers)

@@ -18,7 +18,7 @@ MAX_CALLS = 20
 def throttled(logs_dir):
     with proxied_stack(logs_dir, "throttled", {**APP_ENV, "BLOB_HOST_ALLOWLIST": "127.0.0.1"}) as (host, connection,
                                                                                                    proxies):
-        yield Api(host.url, host.master_key), Blobs(connection), proxies
+        yield Api(host.url, host.operator_key), Blobs(connection), proxies
 
 
 def _throttle(proxies, on: bool, table_status: int = 503) -> None:
