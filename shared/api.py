@@ -56,7 +56,7 @@ def respond(req: func.HttpRequest, operation: Callable[[], object], status: int 
     (status, body[, headers])."""
     try:
         if operator:
-            operators.authorize(req.headers.get("Authorization"))
+            operators.authorize(req.headers.get("Authorization"), req.headers.get("x-functions-key"))
         check_route_ids(req)
         result = storage_guard(operation)
     except BatchPoolError as error:

@@ -8,8 +8,11 @@ not revoked. Operator routes are anonymous at the host and checked here, in one 
   `OPERATOR_ROLE` (default `BatchPool.Operator`). Issuer, audience, expiry and the RS256
   signature against the tenant's published keys are checked with PyJWT; the keys are fetched
   from the tenant's discovery document and cached. Revoking an operator is removing the role.
-* **Operator keys** (no tenant): `Authorization: Bearer <key>`, one of `OPERATOR_KEYS`
-  (`name=key`, comma-separated). Each is named, so one is revoked by removing it alone.
+* **Operator keys** (no tenant): one of `OPERATOR_KEYS` (`name=key`, comma-separated) in
+  `x-functions-key`, where a host key would go, or as `Authorization: Bearer <key>`. Each is
+  named, so one is revoked by removing it alone. The host's own keys cannot serve: the Python
+  worker never hands the app the name of the key the host accepted (it drops the request's
+  claims identities), so a named host key could not be told from the master key.
 """
 from __future__ import annotations
 
@@ -154,16 +157,19 @@ def token_holder(token: str, tenant: Tenant, key_for: Callable[[Tenant, str], An
     return str(claims.get("oid") or claims.get("sub") or "")
 
 
-def authorize(authorization: str | None) -> str:
-    """Who is calling an operator route, from its Authorization header, or a 401/403/503."""
+def authorize(authorization: str | None, functions_key: str | None = None) -> str:
+    """Who is calling an operator route, from its Authorization header (or, for an operator
+    key, its x-functions-key header), or a 401/403/503."""
     scheme, _, credential = (authorization or "").partition(" ")
-    credential = credential.strip()
+    credential = credential.strip() if scheme.lower() == "bearer" else ""
     how = configured()
-    if scheme.lower() != "bearer" or not credential:
-        kind = "a Microsoft Entra ID access token" if isinstance(how, Tenant) else "an operator key"
-        raise Unauthorized(f"send {kind} as 'Authorization: Bearer <credential>'")
     if isinstance(how, Tenant):
+        if not credential:
+            raise Unauthorized("send a Microsoft Entra ID access token as 'Authorization: Bearer <token>'")
         return token_holder(credential, how)
+    credential = credential or (functions_key or "").strip()
+    if not credential:
+        raise Unauthorized("send an operator key as 'x-functions-key: <key>' or 'Authorization: Bearer <key>'")
     if not how:
         raise Unauthorized("this deployment takes no operator credential: set OPERATOR_KEYS or OPERATOR_TENANT_ID")
     holder = key_holder(credential, how)

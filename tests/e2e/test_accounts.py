@@ -37,7 +37,7 @@ def test_operator_routes_take_an_operator_key_and_never_a_host_key(api, app_host
     body = {"SubscriptionId": "s", "MaxPools": 1, "MaxVmsPerPool": 1}
     account = unique("acct")
     missing = api.call("PUT", f"/api/accounts/{account}", body)
-    assert missing.status_code == 401 and "Authorization: Bearer" in missing.json()["error"]["message"]
+    assert missing.status_code == 401 and "x-functions-key: <key>" in missing.json()["error"]["message"]
     wrong = api.call("PUT", f"/api/accounts/{account}", body, headers={"Authorization": "Bearer not-the-key"})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "Unauthorized"
     # The host's keys open nothing here: the master key also opens the runtime's admin API.
@@ -47,6 +47,9 @@ def test_operator_routes_take_an_operator_key_and_never_a_host_key(api, app_host
         assert api.call("PUT", f"/api/accounts/{account}?code={host_key}", body).status_code == 401
     assert api.call("GET", f"/api/accounts/{account}", admin=True).status_code == 404
     assert api.call("PUT", f"/api/accounts/{account}", body, admin=True).status_code == 201
+    # The operator key may also go where a host key would.
+    taken = api.call("GET", f"/api/accounts/{account}", headers={"x-functions-key": app_host.operator_key})
+    assert taken.status_code == 200 and taken.json()["AccountId"] == account
 
 
 def test_regenerating_a_key_stops_the_old_one_at_once(api, tenant):

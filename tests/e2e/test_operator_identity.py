@@ -95,5 +95,6 @@ def test_operator_routes_take_the_tenants_access_tokens_and_nothing_else(tenant_
         assert (got, says in message) == (status, True), (name, got, message)
     assert refused(None)[0] == 401  # none at all
     assert refused(None, {"x-functions-key": host.master_key})[0] == 401
+    assert refused(None, {"x-functions-key": host.operator_key})[0] == 401  # with a tenant, no key at all
     # What was refused changed nothing.
     assert api.call("GET", f"/api/accounts/{account}", admin=True).json()["MaxPools"] == 1

@@ -87,9 +87,17 @@ def test_authorize_asks_for_a_bearer_credential_and_knows_no_master_key(monkeypa
     monkeypatch.setenv("OPERATOR_TENANT_ID", "")
     monkeypatch.setenv("OPERATOR_KEYS", f"ops={'k' * 32}")
     assert operators.authorize(f"Bearer {'k' * 32}") == "ops"
+    assert operators.authorize(None, "k" * 32) == "ops"  # where a host key would go
     for header in (None, "", "Basic xyz", "Bearer ", f"{'k' * 32}", "Bearer master-key"):
         with pytest.raises(Unauthorized):
             operators.authorize(header)
+    with pytest.raises(Unauthorized):
+        operators.authorize(None, "master-key")
+    monkeypatch.setenv("OPERATOR_TENANT_ID", TENANT)
+    monkeypatch.setenv("OPERATOR_AUDIENCE", APP)
+    with pytest.raises(Unauthorized, match="Entra ID access token"):  # with a tenant, no key is taken
+        operators.authorize(None, "k" * 32)
+    monkeypatch.setenv("OPERATOR_TENANT_ID", "")
     monkeypatch.setenv("OPERATOR_KEYS", "")
     with pytest.raises(Unauthorized, match="OPERATOR_KEYS or OPERATOR_TENANT_ID"):
         operators.authorize("Bearer anything")
