@@ -8,7 +8,7 @@ from typing import Callable
 
 import azure.functions as func
 
-from shared import operators
+from shared import logfields, operators
 from shared.errors import (
     RETRY_AFTER_SECONDS,
     BatchPoolError,
@@ -58,7 +58,9 @@ def respond(req: func.HttpRequest, operation: Callable[[], object], status: int 
         if operator:
             operators.authorize(req.headers.get("Authorization"), req.headers.get("x-functions-key"))
         check_route_ids(req)
-        result = storage_guard(operation)
+        route = req.route_params or {}
+        with logfields.about(job=route.get("jobId"), pool=route.get("poolId")):
+            result = storage_guard(operation)
     except BatchPoolError as error:
         return error_response(error)
     except Exception:

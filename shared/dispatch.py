@@ -18,7 +18,7 @@ import time
 
 from azure.core.exceptions import AzureError
 
-from shared import attempts, clock, layout, lifecycle, moves, vms
+from shared import attempts, clock, layout, lifecycle, logfields, moves, vms
 from shared.storage import POOLS, WriteConflict, concurrently, get_store
 from shared.storage.calls import describe_storage_error, is_transient
 from shared.storage.tables import Row
@@ -95,7 +95,8 @@ def tick_for_message(body: bytes) -> None:
     (which would count towards the poison queue): a new message asks again shortly."""
     partition = moves.pool_of_message(body)
     try:
-        tick(partition)
+        with logfields.about(partition=partition):
+            tick(partition)
     except AzureError as error:
         if not is_transient(error):
             raise

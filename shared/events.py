@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import urllib3
 from azure.core.exceptions import AzureError
 
-from shared import admission, attempts, clock, egress, lifecycle, signing
+from shared import admission, attempts, clock, egress, lifecycle, logfields, signing
 from shared.bes import host_allowed
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
@@ -223,6 +223,11 @@ def deliver(job_id: str, deadline: float | None = None) -> dict:
     """Send the job's pending events in order, until one fails (it is retried after a
     back-off), none is left, or a POST could not be waited for before `deadline` (monotonic
     clock; the job is then looked at again by a new message). Returns counts, for the log."""
+    with logfields.about(job=job_id):
+        return _deliver(job_id, deadline)
+
+
+def _deliver(job_id: str, deadline: float | None) -> dict:
     settings = get_settings()
     store = get_store()
     counts = {"delivered": 0, "failed": 0, "dead_lettered": 0}

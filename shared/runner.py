@@ -28,7 +28,7 @@ import uuid
 
 from azure.core.exceptions import AzureError
 
-from shared import admission, attempts, clock, events, jobs, lifecycle, moves, scoring
+from shared import admission, attempts, clock, events, jobs, lifecycle, logfields, moves, scoring
 from shared.scoring import JobFailed
 from shared.settings import get_settings
 from shared.storage import POOLS, WriteConflict, concurrently, get_store
@@ -218,12 +218,19 @@ def run_job(partition: str, job_id: str, carried: Row | None, carried_vm: Row | 
             starts: bool, runner_id: str, holders: list[str]) -> None:
     """Run a slice of the job, until the input ends or `deadline` (monotonic clock). `starts`:
     the message is the one the job's start sent; `holders`: see `_claim`."""
+    with logfields.about(job=job_id, partition=partition):
+        _run_job(partition, job_id, carried, carried_vm, deadline, starts, runner_id, holders)
+
+
+def _run_job(partition: str, job_id: str, carried: Row | None, carried_vm: Row | None, deadline: float,
+             starts: bool, runner_id: str, holders: list[str]) -> None:
     settings = get_settings()
     claimed = _claim(partition, job_id, carried, carried_vm, runner_id, settings.run_stale_seconds, starts, holders)
     if claimed is None:
         log.info("run message skipped job=%s (ended, or a live runner holds it)", job_id)
         return
     job, vm, claim = claimed
+    logfields.add(vm=(vm["VmId"] if vm else None) or job.get("VmId"))
     log.info("run claimed job=%s partition=%s attempt=%s slice=%s offset=%s", job_id, partition,
              claim.get("Attempts", job.get("Attempts")), claim.get("Slices", job.get("Slices")),
              job.get("InputOffset") or 0)
