@@ -13,7 +13,7 @@ run: setup
 	$(PY) -m devhost --app . --port $(PORT) --instances $(INSTANCES) --azurite .azurite
 
 test: setup browser lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=20
 
 unit: setup
 	$(PY) -m pytest tests/unit

@@ -4,7 +4,9 @@ Several host instances share one port and one Azurite; while client threads subm
 jobs on 5 pools and in the classic environment, a chaos thread SIGKILLs a random instance and
 starts a new one in its place, again and again; with throttles, the app reaches Azurite through
 fault-injecting proxies that, for a few seconds at a time, answer every request 503 ServerBusy
-(tables: 429) with Retry-After. A sampler reads every pool meanwhile.
+(tables: 429) with Retry-After; with outages, one storage service at a time (tables, queues or
+blobs, taken in turn) is down for `outage_seconds`, refusing connections or answering 503
+ServerBusy, while the others work. A sampler reads every pool meanwhile.
 Afterwards it checks, and prints: every job ended exactly once and stays ended, none lost;
 every Finished job's output is there; busy VMs never exceeded provisioned VMs in any sample;
 FIFO on every pool across all clients (a job whose start was answered before another's start
@@ -123,13 +125,14 @@ class Cluster:
 
 
 def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk: float = 0.05,
-        log_dir=None, seed: int = 1, out=print, throttles: int = 0) -> dict:
+        log_dir=None, seed: int = 1, out=print, throttles: int = 0, outages: int = 0,
+        outage_seconds: float = 30.0) -> dict:
     log_dir = log_dir or ROOT / "bench" / "results"
     log_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     azurite = start_azurite(ROOT, None, log_file=log_dir / "azurite-chaos.log")
     proxies, connection = {}, azurite.connection_string
-    if throttles:
+    if throttles or outages:
         proxies = {"blob": StorageProxy(azurite.blob_port, "blob"), "queue": StorageProxy(azurite.queue_port, "queue"),
                    "table": StorageProxy(azurite.table_port, "table")}
         proxies["table"].status_when_throttled = 429
@@ -172,8 +175,22 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
             for proxy in proxies.values():
                 proxy.throttling.clear()
 
+        outages_had: list[str] = []
+
+        def outage(number: int):
+            service = ("table", "queue", "blob")[number % 3]
+            refusing = number % 2 == 0
+            flag = proxies[service].refusing if refusing else proxies[service].throttling
+            proxies[service].status_when_throttled = 503
+            flag.set()
+            time.sleep(outage_seconds)
+            flag.clear()
+            if service == "table":
+                proxies[service].status_when_throttled = 429
+            outages_had.append(f"{service} {'refused' if refusing else '503'} {outage_seconds:g} s")
+
         def chaos():
-            events = ["kill"] * kills + ["throttle"] * throttles
+            events = ["kill"] * kills + ["throttle"] * throttles + ["outage"] * outages
             rng.shuffle(events)
             done = 0
             for event in events:
@@ -183,6 +200,8 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
                 if event == "kill":
                     cluster.kill_one(rng)
                     done += 1
+                elif event == "outage":
+                    outage(len(outages_had))
                 else:
                     throttle_for_a_while()
             return done
@@ -253,7 +272,7 @@ def run(jobs: int = 2000, instances: int = 4, kills: int = 20, seconds_per_chunk
         codes = [f["StatusCode"] for f in finals.values()]
         figures = {
             "jobs": len(every), "instances": instances, "kills": killed, "seconds": round(elapsed, 1),
-            "throttles": throttles, "throttled_storage_requests": sum(p.throttled for p in proxies.values()),
+            "throttles": throttles, "outages": outages_had, "throttled_storage_requests": sum(p.throttled for p in proxies.values()),
             "error_answers": dict(sorted(tally.errors.items())),
             "server_errors": sum(n for status, n in tally.errors.items() if status >= 500),
             "submits_unanswered": tally.unanswered_submits, "untracked_jobs": untracked,
@@ -312,8 +331,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--instances", type=int, default=4)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--throttles", type=int, default=10, help="windows of a few seconds of storage throttling")
+    parser.add_argument("--outages", type=int, default=3, help="outages of one storage service at a time")
+    parser.add_argument("--outage-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
-    return run(args.jobs, args.instances, args.kills, throttles=args.throttles)
+    return run(args.jobs, args.instances, args.kills, throttles=args.throttles, outages=args.outages,
+               outage_seconds=args.outage_seconds)
 
 
 if __name__ == "__main__":

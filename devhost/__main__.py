@@ -21,6 +21,7 @@ from devhost.keys import load_keys
 from devhost.worker import RESTART_EXIT_CODE, InvocationFilter
 
 DEFAULT_AZURITE_PORTS = (10000, 10001, 10002)
+STOP_WAIT_SECONDS = 15
 
 
 def _configure_logging() -> None:
@@ -63,6 +64,11 @@ def _supervise(args) -> int:
         return 2
     for reason in errors.values():
         print(f"devhost: function disabled: {reason}", file=sys.stderr)
+    if not args.join and wait_for_port(args.port, 0.2):
+        print(f"devhost: port {args.port} is already in use (another host, or a second `make run`?). Stop it, or "
+              f"choose another port (make run PORT={args.port + 1}); --join adds instances to a host on it.",
+              file=sys.stderr)
+        return 2
     keys = load_keys(app, settings)
     environment = dict(os.environ, DEVHOST_MASTER_KEY=keys.master, DEVHOST_FUNCTION_KEY=keys.function)
     azurite = None
@@ -96,12 +102,15 @@ def _supervise(args) -> int:
                 break
             time.sleep(0.2)
     finally:
+        print(f"devhost: stopping: each instance stops taking work and finishes its current invocations "
+              f"(at most {STOP_WAIT_SECONDS} s){', then Azurite stops' if azurite is not None else ''}",
+              file=sys.stderr, flush=True)
         for child in children:
             if child.poll() is None:
                 child.terminate()
         for child in children:
             try:
-                child.wait(15)
+                child.wait(STOP_WAIT_SECONDS)
             except subprocess.TimeoutExpired:
                 child.kill()
         if azurite is not None:
@@ -131,6 +140,8 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--instances", type=int, default=1, help="host instances side by side (scale-out)")
+    parser.add_argument("--join", action="store_true",
+                        help="add instances to a host already listening on the port (else a busy port is refused)")
     parser.add_argument("--azurite", metavar="DIR",
                         help="start Azurite on its default ports with its data in DIR and use it")
     parser.add_argument("--list-package", action="store_true",

@@ -29,7 +29,8 @@ def main(path: Path = ROOT / "local.settings.json") -> int:
     if fill(settings) or not path.exists():
         path.write_text(json.dumps(settings, indent=2) + "\n")
     first = settings["Values"]["OPERATOR_KEYS"].split(",")[0]
-    print(f"operator key (OPERATOR_KEYS in {path.name}, 'Authorization: Bearer <key>'): {first.partition('=')[2]}")
+    print(f"operator key: {first.partition('=')[2]}\n  (send it as 'Authorization: Bearer <key>'; kept in "
+          f"{path.name} as OPERATOR_KEYS; `.venv/bin/python scripts/local_settings.py` prints it again)")
     return 0
 
 

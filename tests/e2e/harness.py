@@ -46,7 +46,7 @@ class HostProcess:
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devhost", "--app", str(app), "--port", str(self.port),
-             "--instances", str(instances)],
+             "--instances", str(instances), *(["--join"] if port else [])],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)
         self.instance_pids = self._read_pids()
 

@@ -3,6 +3,9 @@ thread pool for sync invocations, async entry points on the worker's event loop,
 functionTimeout with a worker restart, and a broken function disabled while the others run."""
 import base64
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -107,3 +110,13 @@ def test_a_function_that_cannot_be_honoured_is_disabled_and_the_others_run(stric
     log = strict_host.log_path.read_text()
     assert "function disabled function=Broken" in log and "STRICT_APP_UNSET_QUEUE" in log
     assert _get(strict_host, "async").status_code == 200
+
+
+def test_a_busy_port_is_refused_with_what_to_do(strict_host):
+    """A second host on a port already served (a second `make run`) does not quietly share it."""
+    second = subprocess.run([sys.executable, "-m", "devhost", "--app", str(STRICT_APP), "--port",
+                             str(strict_host.port)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert second.returncode == 2, second.stderr
+    assert f"port {strict_host.port} is already in use" in second.stderr and "PORT=" in second.stderr
+    assert _get(strict_host, "async").status_code == 200  # the first host is untouched

@@ -14,7 +14,7 @@ from tests.e2e.storage_proxy import proxied_stack
 from tests.e2e.test_jobs import census_csv, ready_pool
 
 OUTAGE_SECONDS = 12  # past the 10 s after which the host poisons a message that keeps failing
-MAX_CALLS = 12
+MAX_CALLS = 6
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,8 @@ def test_an_outage_of_one_storage_service_loses_and_poisons_nothing(stack, servi
     tenant = make_tenant(api)
     pool = ready_pool(api, tenant, 2)
     body = lambda: blobs.job_body("inputs/census-1000.csv", f"outputs/{unique('outage')}.csv", pool,
-                                  SecondsPerChunk=0.8)
-    # Two jobs run (4 s each) and two wait behind them when the outage begins.
+                                  SecondsPerChunk=0.5)
+    # Two jobs run (2.5 s each) and two wait behind them when the outage begins.
     jobs = [api.run_job(tenant.jobs, tenant.api_key, body())[0] for _ in range(4)]
     poisoned_before = log_path.read_text().count("moved to poison queue")
     switch = proxies[service].refusing if mode == "refused" else proxies[service].throttling
