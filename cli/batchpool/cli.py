@@ -1,14 +1,17 @@
 """`batchpool`: the Batch Pool command line.
 
-Exit codes: 0 done; 1 a followed job ended Failed or Cancelled; 2 a bad command line or a
-missing setting; 3 the service refused the request (4xx); 4 the service failed or could not
-be reached (5xx, no answer); 130 interrupted.
+Exit codes: 0 done; 1 the job did not finish (a followed job ended Failed or Cancelled, or
+`jobs download` of a job that has not finished); 2 a bad command line or a missing setting;
+3 the service or the storage refused the request (4xx); 4 the service or the storage failed or
+could not be reached (5xx, no answer); 130 interrupted; 141 standard output was closed early
+(a pipe such as `| head` ended).
 """
 from __future__ import annotations
 
 import argparse
 import getpass
 import os
+import re
 import sys
 import time
 import traceback
@@ -17,7 +20,9 @@ from typing import Any, Callable
 
 from batchpool import render
 from batchpool.client import (
+    TERMINAL,
     ApiError,
+    BatchPoolError,
     JobsClient,
     OperatorClient,
     PoolClient,
@@ -28,7 +33,8 @@ from batchpool.client import (
 )
 from batchpool.config import SECRETS, SETTINGS, ConfigError, Settings
 
-OK, JOB_DID_NOT_FINISH, USAGE, REFUSED, UNAVAILABLE, INTERRUPTED = 0, 1, 2, 3, 4, 130
+OK, JOB_DID_NOT_FINISH, USAGE, REFUSED, UNAVAILABLE, INTERRUPTED, PIPE_CLOSED = 0, 1, 2, 3, 4, 130, 141
+CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 class Context:
@@ -59,13 +65,13 @@ class Context:
 
     def pools(self) -> PoolClient:
         url = self.settings.get("pool_service_url")
-        if not url or self.args.account:
+        if not url or self.args.account or self.args.base_url:  # a flag beats what is saved
             url = f"{self.base()}/api/accounts/{self.settings.need('account', 'the account id')}"
         return PoolClient(url, self.settings.need("account_key", "a key of the account"), self.trace)
 
     def jobs(self) -> JobsClient:
         url = self.settings.get("batch_requests_url")
-        if not url or self.args.service or self.args.subscription:
+        if not url or self.args.service or self.args.subscription or self.args.base_url:
             url = (f"{self.base()}/api/subscriptions/{self.settings.need('subscription', 'the subscription id')}"
                    f"/services/{self.settings.need('service', 'the web service id')}/jobs")
         return JobsClient(url, self.settings.need("api_key", "the web service's API key"), self.trace)
@@ -314,21 +320,69 @@ def _parameters(pairs: list[str]) -> dict:
     return parameters
 
 
-def _upload(connection_string: str, container: str, blob: str, path: Path) -> None:
-    from azure.core.exceptions import ResourceExistsError
+class StorageRefused(Exception):
+    """The storage account answered the upload with an error."""
+
+
+def _container(client_for: Callable[[], Any]):
+    """Run a blob call, its storage errors as one line each (the SDK retries a little only)."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    try:
+        return client_for()
+    except ServiceRequestError as error:
+        raise Unreachable(f"cannot reach the storage account ({_first_line(error)}); is it running, and is "
+                          "storage_connection_string right?") from None
+    except HttpResponseError as error:
+        raise StorageRefused(f"the storage account refused: {error.status_code} "
+                             f"{getattr(error, 'error_code', None) or error.reason}") from None
+
+
+def _blob_client(connection_string: str, container: str):
     from azure.storage.blob import BlobServiceClient
 
-    client = BlobServiceClient.from_connection_string(connection_string).get_container_client(container)
-    try:
-        client.create_container()
-    except ResourceExistsError:
-        pass
+    # A few quick retries: a storage account that is down is said so in seconds, not minutes.
+    return BlobServiceClient.from_connection_string(connection_string, retry_total=2, retry_backoff_factor=0.5,
+                                                    connection_timeout=10).get_container_client(container)
+
+
+def _upload(connection_string: str, container: str, blob: str, path: Path) -> None:
+    from azure.core.exceptions import ResourceExistsError
+
+    client = _blob_client(connection_string, container)
+
+    def create():
+        try:
+            client.create_container()
+        except ResourceExistsError:
+            pass
+
+    _container(create)
     with path.open("rb") as data:
-        client.upload_blob(blob, data, overwrite=True)
+        _container(lambda: client.upload_blob(blob, data, overwrite=True))
+
+
+def _remove_upload(connection_string: str, container: str, blob: str) -> None:
+    from azure.core.exceptions import AzureError
+
+    try:
+        _blob_client(connection_string, container).delete_blob(blob)
+    except AzureError:
+        pass  # best effort: what is left is named in the error the user sees
 
 
 def follow(ctx: Context, client: JobsClient, job_id: str, interval: float) -> dict:
-    """Poll the job until it ends, keeping one progress line up to date."""
+    """Poll the job until it ends, keeping one progress line up to date; Ctrl-C stops
+    following, not the job, and says so."""
+    try:
+        return _follow(ctx, client, job_id, interval)
+    except KeyboardInterrupt:
+        print(f"\nbatchpool: stopped following; job {job_id} keeps running (`batchpool jobs show {job_id} --wait` "
+              f"follows it again, `batchpool jobs cancel {job_id}` cancels it)", file=sys.stderr)
+        raise
+
+
+def _follow(ctx: Context, client: JobsClient, job_id: str, interval: float) -> dict:
     began = time.monotonic()
     live = sys.stdout.isatty() and not ctx.json
     last = None
@@ -350,15 +404,19 @@ def follow(ctx: Context, client: JobsClient, job_id: str, interval: float) -> di
 
 
 def jobs_submit(ctx: Context) -> int:
+    """Everything is checked before anything is uploaded: the command line here, the job by the
+    service (the job is submitted first, then its input uploaded, then it is started); a
+    failure after the upload removes the uploaded blob and cancels the job."""
     args = ctx.args
     path = Path(args.csv)
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
+    if not CONTAINER_NAME.match(args.container):
+        raise ConfigError(f"--container {args.container!r} is not a blob container name: 3-63 lower-case letters, "
+                          "digits and single hyphens, e.g. census-1")
     connection = ctx.settings.need("storage_connection_string", "the storage the input is uploaded to")
     blob = args.blob or path.name
     client = ctx.jobs()
-    _upload(connection, args.container, blob, path)
-    ctx.note(f"uploaded {path} ({path.stat().st_size:,} bytes) to {args.container}/{blob}")
     request: dict = {"Inputs": {args.input_name: {"ConnectionString": connection,
                                                   "RelativeLocation": f"{args.container}/{blob}"}},
                      "Outputs": None, "GlobalParameters": _parameters(args.param or [])}
@@ -377,25 +435,41 @@ def jobs_submit(ctx: Context) -> int:
         if value is not None:
             request[field] = value
     job_id = client.submit(request)
-    started = client.start(job_id)
+    try:
+        _upload(connection, args.container, blob, path)
+        ctx.note(f"uploaded {path} ({path.stat().st_size:,} bytes) to {args.container}/{blob}")
+        started = client.start(job_id)
+    except BaseException:
+        _remove_upload(connection, args.container, blob)
+        try:
+            client.cancel(job_id)
+        except BatchPoolError:
+            pass
+        raise
     if args.no_wait:
         ctx.emit(_shown(started), lambda job: job["JobId"])
         return OK
     ctx.note(f"job {job_id} submitted and started")
     final = follow(ctx, client, job_id, args.interval)
     finished = final["StatusCode"] == "Finished"
-    downloaded = _download_all(ctx, final, Path(args.download_dir), path.stem) if finished else []
+    downloaded = _download_all(ctx, final, Path(args.download_dir), job_id, args.force) if finished else []
     if ctx.json:
         print(render.as_json({**_shown(final), "Downloaded": downloaded}))
     return OK if finished else JOB_DID_NOT_FINISH
 
 
-def _download_all(ctx: Context, job: dict, folder: Path, stem: str) -> list[dict]:
-    """Save each output of a finished job as `<stem>.<output>.csv`, through its token."""
+def _download_all(ctx: Context, job: dict, folder: Path, job_id: str, force: bool) -> list[dict]:
+    """Save each output of a finished job as `<job id>.<output>.csv`, through its token; a file
+    already there is kept unless `force`."""
+    results = job.get("Results") or {}
+    targets = {name: folder / f"{job_id}.{name}.csv" for name in results}
+    there = [str(target) for target in targets.values() if target.exists()]
+    if there and not force:
+        raise ConfigError(f"{', '.join(there)} already there: pass --force to overwrite, or --download-dir")
     folder.mkdir(parents=True, exist_ok=True)
     downloaded = []
-    for name, result in (job.get("Results") or {}).items():
-        target = folder / f"{stem}.{name}.csv"
+    for name, result in results.items():
+        target = targets[name]
         size = download(result, str(target))
         downloaded.append({"Output": name, "Path": str(target), "Bytes": size})
         ctx.note(f"downloaded {name} to {target} ({size:,} bytes)")
@@ -405,8 +479,12 @@ def _download_all(ctx: Context, job: dict, folder: Path, stem: str) -> list[dict
 def jobs_download(ctx: Context) -> int:
     job = ctx.jobs().get(ctx.args.job_id)
     if job["StatusCode"] != "Finished":
-        raise ConfigError(f"job {ctx.args.job_id} is {job['StatusCode']}: only a finished job has outputs")
-    downloaded = _download_all(ctx, job, Path(ctx.args.download_dir), ctx.args.job_id)
+        follow_hint = "" if job["StatusCode"] in TERMINAL else \
+            f"; `batchpool jobs show {ctx.args.job_id} --wait` follows it until it ends"
+        print(f"batchpool: job {ctx.args.job_id} is {job['StatusCode']}: only a finished job has outputs{follow_hint}",
+              file=sys.stderr)
+        return JOB_DID_NOT_FINISH
+    downloaded = _download_all(ctx, job, Path(ctx.args.download_dir), ctx.args.job_id, ctx.args.force)
     if ctx.json:
         print(render.as_json(downloaded))
     return OK
@@ -563,7 +641,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--param", action="append", metavar="NAME=VALUE", help="a global parameter (repeatable)")
     sub.add_argument("--output-blob", action="append", metavar="NAME=CONTAINER/PATH",
                      help="write an output there (default: the service keeps it and returns a token)")
-    sub.add_argument("--download-dir", default=".", help="where outputs are saved (default: here)")
+    sub.add_argument("--download-dir", default=".", help="where outputs are saved as <job id>.<output>.csv "
+                                                          "(default: here)")
+    sub.add_argument("--force", action="store_true", help="overwrite a download already there")
     sub.add_argument("--no-wait", action="store_true", help="print the job id once started and return")
     sub.add_argument("--notification-url", help="POST the job's signed state changes here")
     sub.add_argument("--max-retries", type=int, help="retries after interruptions that are not the job's fault")
@@ -585,6 +665,7 @@ def _parser() -> argparse.ArgumentParser:
                   subscription=True, service=True)
     sub.add_argument("job_id")
     sub.add_argument("--download-dir", default=".", help="where outputs are saved as <job id>.<output>.csv")
+    sub.add_argument("--force", action="store_true", help="overwrite a download already there")
     return parser
 
 
@@ -606,9 +687,18 @@ def main(argv: list[str] | None = None) -> int:
     except Unreachable as error:
         print(f"batchpool: {error}", file=sys.stderr)
         return UNAVAILABLE
+    except StorageRefused as error:
+        print(f"batchpool: {error}", file=sys.stderr)
+        return REFUSED
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be printed, and Python's own flush at
+        # exit must not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("batchpool: standard output was closed before everything was printed", file=sys.stderr)
+        return PIPE_CLOSED
     except OSError as error:  # a local file that cannot be read or written
         where = f" {error.filename}" if getattr(error, "filename", None) else ""
         print(f"batchpool: cannot use{where}: {error.strerror or error}", file=sys.stderr)

@@ -36,8 +36,9 @@ class ApiError(BatchPoolError):
     """An error answer, with Azure ML's envelope: `category` (BadArgument, NotFound, ...),
     `code` (the specific one, e.g. PoolNotFound), `target` and `message`."""
 
-    def __init__(self, status: int, envelope: JSON | None, fallback: str = ""):
+    def __init__(self, status: int, envelope: JSON | None, fallback: str = "", retry_after: float | None = None):
         error = (envelope or {}).get("error") or {}
+        self.retry_after = retry_after  # seconds, from a 503's Retry-After
         detail = (error.get("details") or [{}])[0]
         self.status = status
         self.envelope = envelope
@@ -97,8 +98,25 @@ class _Http:
             data = None
         if response.status_code >= 400:
             raise ApiError(response.status_code, data if isinstance(data, dict) else None,
-                           "" if data is not None else response.reason or "")
+                           "" if data is not None else response.reason or "",
+                           _seconds(response.headers.get("Retry-After")))
         return data
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None
+
+
+# How long following a job rides out a service that answers 503 or not at all.
+FOLLOW_OUTAGE_SECONDS = 300.0
+
+
+def transient(error: BatchPoolError) -> bool:
+    """An answer worth waiting out: no answer, or 502-504."""
+    return isinstance(error, Unreachable) or (isinstance(error, ApiError) and error.status in (502, 503, 504))
 
 
 def _segment(value: str) -> str:
@@ -238,10 +256,22 @@ class JobsClient:
         """The job's push events and how their delivery went."""
         return self._http.call("GET", f"{self.url}/{_segment(job_id)}/events", params=API_VERSION)
 
-    def follow(self, job_id: str, interval: float = 1.0) -> Iterator[JSON]:
-        """Each status of the job, polled every `interval` seconds, until it has ended."""
+    def follow(self, job_id: str, interval: float = 1.0, outage: float = FOLLOW_OUTAGE_SECONDS) -> Iterator[JSON]:
+        """Each status of the job, polled every `interval` seconds, until it has ended; a
+        service that answers 503 (or not at all) is waited out for up to `outage` seconds."""
+        failing_since = None
         while True:
-            status = self.get(job_id)
+            try:
+                status = self.get(job_id)
+            except BatchPoolError as error:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if not transient(error) or now - failing_since > outage:
+                    raise
+                retry_after = error.retry_after if isinstance(error, ApiError) else None
+                time.sleep(min(30.0, retry_after if retry_after is not None else max(interval, 2.0)))
+                continue
+            failing_since = None
             yield status
             if status["StatusCode"] in TERMINAL:
                 return

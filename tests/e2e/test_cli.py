@@ -124,6 +124,10 @@ def owner(cli, app_host):
     return {"account": account, "subscription": subscription}
 
 
+def _job_id(printed: str) -> str:
+    return re.search(r"job (\w+) submitted and started", printed).group(1)
+
+
 def _csv(path: Path, rows: int, seed: int = 0) -> bytes:
     data = "".join(census.generate_csv(rows, seed=seed)).encode()
     path.write_bytes(data)
@@ -137,16 +141,18 @@ def test_a_job_from_a_local_csv_is_scored_downloaded_and_billed(cli, owner, blob
     # Into a pipe the progress is one line per change, ending with the rows scored.
     lines = done.stdout.splitlines()
     assert lines[0].startswith("uploaded adult.csv") and "cli-in/adult.csv" in lines[0]
+    submitted = _job_id(done.stdout)
     assert re.search(rf"Finished: {ROWS} rows scored in \d+ s", done.stdout), done.stdout
     assert len(lines) == len(set(re.sub(r", \d+ s$", "", line) for line in lines)), "a line per poll"
     assert blobs.get("cli-in", "adult.csv") == data
-    scored = pd.read_csv(cli.folder / "scored" / "adult.output1.csv")
+    saved = cli.folder / "scored" / f"{submitted}.output1.csv"  # named by job: a second job overwrites nothing
+    scored = pd.read_csv(saved)
     assert len(scored) == ROWS and {"Scored Labels", "Scored Probabilities"} <= set(scored.columns)
     assert list(scored["age"]) == list(pd.read_csv(io.BytesIO(data))["age"])
 
     listed = cli.json("jobs", "list", "--top", "5")
     job = listed["Jobs"][0]
-    assert job["StatusCode"] == "Finished" and job["AzureBatchPoolId"] == "night"
+    assert job["StatusCode"] == "Finished" and job["AzureBatchPoolId"] == "night" and job["JobId"] == submitted
     shown = cli.run("jobs", "show", job["JobId"]).stdout
     assert "StatusCode" in shown and "Finished" in shown and f"{ROWS} rows scored" in shown
     assert re.search(r"^Cost +\d+ VM-s own \+ \d+ VM-s idle share", shown, re.M)
@@ -155,9 +161,12 @@ def test_a_job_from_a_local_csv_is_scored_downloaded_and_billed(cli, owner, blob
     assert "jobs download" in shown
     assert job["Results"]["output1"]["SasBlobToken"].endswith("sig=***"), "tokens are masked in JSON too"
     fetched = cli.json("jobs", "download", job["JobId"], "--download-dir", "again")
-    assert fetched[0]["Bytes"] == (cli.folder / "scored" / "adult.output1.csv").stat().st_size
-    assert (cli.folder / "again" / f"{job['JobId']}.output1.csv").read_bytes() == (
-        cli.folder / "scored" / "adult.output1.csv").read_bytes()
+    assert fetched[0]["Bytes"] == saved.stat().st_size
+    assert (cli.folder / "again" / f"{job['JobId']}.output1.csv").read_bytes() == saved.read_bytes()
+    kept = cli.run("jobs", "download", job["JobId"], "--download-dir", "again", ok=False)
+    assert kept.returncode == 2 and "--force" in kept.stderr  # never overwritten unasked
+    assert cli.json("jobs", "download", job["JobId"], "--download-dir", "again", "--force")[0]["Bytes"] == \
+        saved.stat().st_size
     table = cli.run("jobs", "list").stdout.splitlines()
     assert table[0].split()[:3] == ["JOB", "STATUS", "POOL"] and job["JobId"] in table[2]
 
@@ -190,7 +199,7 @@ def test_a_waiting_job_shows_its_queue_place_then_its_rows_on_one_redrawn_line(c
     assert re.search(r"running on vm-\d+: \[[#.]{20}\]", screen)
     assert f"Finished: {ROWS:,} rows scored" in screen
     assert cli.json("jobs", "show", first_id)["StatusCode"] == "Finished"
-    assert (cli.folder / "scored" / "next.output1.csv").exists()
+    assert (cli.folder / "scored" / f"{_job_id(screen)}.output1.csv").exists()
 
 
 def test_pools_watch_redraws_the_pool_in_a_terminal(cli, owner):
@@ -260,3 +269,52 @@ def test_pool_resize_and_delete(cli, owner):
     deleted = cli.json("pools", "delete", "spare")
     assert deleted["State"] == "Deleted"
     assert "spare" not in [p["PoolId"] for p in cli.json("pools", "list")]
+
+
+def test_a_submit_checks_everything_before_it_uploads(cli, owner, blobs):
+    """A mistake on the command line or in the job costs no upload and leaves no blob."""
+    _csv(cli.folder / "checked.csv", 20, seed=4)
+    for args, code, says in (
+            (["--container", "Census_1"], 2, "not a blob container name"),
+            (["--container", "cli-checked", "--pool", "nighlty"], 3, "PoolNotFound"),
+            (["--container", "cli-checked", "--param", "Foo"], 2, "NAME=VALUE")):
+        done = cli.run("jobs", "submit", "checked.csv", *args, ok=False)
+        assert done.returncode == code and says in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert blobs.get("cli-checked", "checked.csv") is None
+
+
+def test_storage_that_is_down_is_one_line_and_the_job_is_not_left_behind(cli, owner):
+    _csv(cli.folder / "checked.csv", 20, seed=4)
+    before = {job["JobId"] for job in cli.json("jobs", "list", "--top", "50")["Jobs"]}
+    down = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + \
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;" + \
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1"
+    began = time.monotonic()
+    done = cli.run("jobs", "submit", "checked.csv", "--container", "cli-down", ok=False,
+                   env={"AZURE_STORAGE_CONNECTION_STRING": down})
+    assert done.returncode == 4 and "cannot reach the storage account" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - began < 60, "said so in seconds, not after minutes of retries"
+    left = [job for job in cli.json("jobs", "list", "--top", "50")["Jobs"] if job["JobId"] not in before]
+    assert [job["StatusCode"] for job in left] == ["Cancelled"], left  # submitted, then cancelled
+
+
+def test_a_closed_pipe_a_flag_and_an_unfinished_download_each_say_what_happened(cli, owner):
+    _csv(cli.folder / "checked.csv", 20, seed=4)
+    reader, writer = os.pipe()
+    os.close(reader)  # as `| head` does once it has read enough
+    closed = subprocess.run([str(BATCHPOOL), "jobs", "list"], stdout=writer, stderr=subprocess.PIPE, text=True,
+                            cwd=cli.folder, env=cli.env, timeout=60)
+    os.close(writer)
+    assert closed.returncode == 141 and "standard output was closed" in closed.stderr, closed.stderr
+    assert "Traceback" not in closed.stderr and "Exception ignored" not in closed.stderr
+    # --base-url beats the pool service URL the profile saved.
+    assert cli.profile().get("pool_service_url")
+    flagged = cli.run("pools", "list", "--base-url", "http://127.0.0.1:9", ok=False)
+    assert flagged.returncode == 4 and "http://127.0.0.1:9/api/accounts/" in flagged.stderr, flagged.stderr
+    waiting = cli.run("jobs", "submit", "checked.csv", "--container", "cli-in", "--pool", "night",
+                      "--param", "SecondsPerChunk=2", "--no-wait").stdout.strip().splitlines()[-1]
+    early = cli.run("jobs", "download", waiting, ok=False)
+    assert early.returncode == 1 and "--wait" in early.stderr, early.stderr
+    assert cli.json("jobs", "show", waiting, "--wait", "--interval", "0.3")["StatusCode"] == "Finished"

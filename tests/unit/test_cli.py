@@ -175,3 +175,37 @@ def test_a_local_file_that_cannot_be_read_is_named(monkeypatch, capsys, tmp_path
     cli = _failing_command(monkeypatch, FileNotFoundError(2, "No such file or directory", str(missing)), tmp_path)
     assert cli.main([]) == cli.USAGE
     assert capsys.readouterr().err.strip() == f"batchpool: cannot use {missing}: No such file or directory"
+
+
+def test_following_a_job_rides_out_a_503_and_no_answer_but_not_a_refusal(monkeypatch):
+    from batchpool import client as client_module
+    from batchpool.client import JobsClient, Unreachable
+    monkeypatch.setattr(client_module.time, "sleep", lambda seconds: slept.append(seconds))
+    slept: list[float] = []
+    answers = [ApiError(503, None, retry_after=3), Unreachable("down"), {"StatusCode": "Running"},
+               {"StatusCode": "Finished"}]
+    jobs = JobsClient("http://127.0.0.1:1/api/subscriptions/s/services/v/jobs", "key")
+
+    def get(job_id):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(jobs, "get", get)
+    assert [s["StatusCode"] for s in jobs.follow("j1", interval=0.5)] == ["Running", "Finished"]
+    assert slept == [3, 2.0, 0.5]  # Retry-After, then at least 2 s, then the poll interval
+    answers[:] = [ApiError(404, None)]
+    with pytest.raises(ApiError):
+        list(jobs.follow("j1"))
+    answers[:] = [ApiError(503, None)] * 3
+    with pytest.raises(ApiError):  # an outage longer than the follower waits
+        list(jobs.follow("j1", interval=1, outage=0))
+
+
+def test_container_names_are_checked_as_azure_does():
+    from batchpool.cli import CONTAINER_NAME
+    for good in ("census", "cli-in", "abc", "a" * 63, "census-1"):
+        assert CONTAINER_NAME.match(good), good
+    for bad in ("Census_1", "ab", "a" * 64, "-census", "census-", "cen--sus", "cen sus"):
+        assert not CONTAINER_NAME.match(bad), bad
