@@ -58,6 +58,12 @@ def score(frame: pd.DataFrame, global_parameters: dict) -> pd.DataFrame:
     return scored
 
 
+# What the scorer reads (published in the service's swagger.json and checked before scoring).
+score.input_columns = {"age": "integer", "education-num": "integer", "marital-status": "string",  # type: ignore
+                       "occupation": "string", "capital-gain": "integer", "capital-loss": "integer",
+                       "hours-per-week": "integer"}
+
+
 def _frame(rng: np.random.Generator, rows: int) -> pd.DataFrame:
     education = rng.integers(0, len(EDUCATIONS), rows)
     age = rng.integers(17, 80, rows)

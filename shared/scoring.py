@@ -19,7 +19,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from shared import bes, layout, records, services
+from shared import bes, layout, records, schema, services
 from shared.errors import InvalidRequest
 from shared.settings import get_settings
 from shared.storage import BlobFile, account_of, blob_endpoint, ensure_container
@@ -101,8 +101,18 @@ def parse_chunk(header: bytes, data: bytes, first_row: int) -> pd.DataFrame:
         return pd.read_csv(io.BytesIO(header + data))
     except pd.errors.EmptyDataError:
         raise JobFailed("the input blob is empty: a CSV with a header row is needed") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise JobFailed(f"the input blob is not a readable CSV (from row {first_row}): {error}") from None
+    except pd.errors.ParserError as error:
+        raise JobFailed(f"the input blob is not a readable CSV: {schema.parser_problem(str(error), first_row)}") \
+            from None
+    except UnicodeDecodeError:
+        raise JobFailed(f"the input blob is not UTF-8 text (in rows from {first_row} on)") from None
+
+
+def header_columns(header: bytes) -> list[str]:
+    try:
+        return [str(name) for name in pd.read_csv(io.BytesIO(header), nrows=0).columns]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise JobFailed("the input blob's header row cannot be read as CSV") from None
 
 
 class Progress(Protocol):
@@ -124,6 +134,10 @@ class Slice:
         self.progress = progress
         self.request = request
         self.scorer = scorer
+        try:
+            self.columns = schema.declared(scorer)
+        except ValueError as error:
+            raise JobFailed(f"the service's scorer declares its input wrongly: {error}") from None
         self.chunk_rows = chunk_rows
         self.deadline = deadline
         staged = json.loads(job.get("OutputBlocks") or "{}")
@@ -167,12 +181,19 @@ class Slice:
                 raise JobFailed(f"the input blob's header row cannot be read: {error}") from None
             offset = len(header)
             self.header = header
+            if self.columns:
+                problem = schema.header_problem(header_columns(header), self.columns)
+                if problem:
+                    raise JobFailed(problem)
         self.size = size
         rows, chunk_index = self.position["RowsScored"], self.position["Chunks"]
         self.progress.note(InputBytes=size)
         for chunk in records.chunks(blocks, offset, self.chunk_rows):
             self.progress.check()
             frame = parse_chunk(header, chunk.data, rows + 1)
+            problem = schema.value_problem(frame, self.columns, rows + 1) if self.columns else None
+            if problem:
+                raise JobFailed(f"the input does not match the service's columns: {problem}")
             try:
                 result = self.scorer(frame, dict(self.request.global_parameters))
             except JobFailed:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared import attempts, clock, events, secrets
+from shared import attempts, clock, events, schema, secrets
 from shared.api import ROUTE_PREFIX
 from shared.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from shared.settings import get_settings
@@ -140,8 +140,24 @@ def check_scorer(scorer: str) -> None:
         module = importlib.import_module(module_name)
     except ImportError:
         raise InvalidRequest(f"Scorer module {module_name} cannot be imported by the app", "InvalidScorer") from None
-    if not callable(getattr(module, function_name, None)):
+    function = getattr(module, function_name, None)
+    if not callable(function):
         raise InvalidRequest(f"Scorer module {module_name} has no function {function_name}", "InvalidScorer")
+    try:
+        schema.declared(function)
+    except ValueError as error:
+        raise InvalidRequest(f"Scorer {scorer} declares its input wrongly: {error}", "InvalidScorer") from None
+
+
+def input_columns(scorer: str) -> dict[str, str] | None:
+    """The input columns a registered scorer declares (None: none, or it cannot be loaded now)."""
+    module_name, _, function_name = scorer.partition(":")
+    if not scorer_allowed(module_name, get_settings().scorer_packages):
+        return None
+    try:
+        return schema.declared(getattr(importlib.import_module(module_name), function_name, None))
+    except (ImportError, ValueError):
+        return None
 
 
 def _names(body: dict, field: str, default: tuple, most: int) -> list[str]:
@@ -254,8 +270,10 @@ def authenticate_key(subscription_id: str, service_id: str, presented: str, clas
 
 
 def swagger(service: Service, base_url: str) -> dict:
-    """A Swagger 2.0 description of the service's BES job API, naming its billing plan."""
-    return bes_swagger(service, service_url(base_url, service.subscription_id, service.service_id))
+    """A Swagger 2.0 description of the service's BES job API, naming its billing plan and the
+    input columns its scorer reads."""
+    return bes_swagger(service, service_url(base_url, service.subscription_id, service.service_id),
+                       input_columns(service.scorer))
 
 
 def resolve_swagger_url(url, base_url: str, subscription_id: str) -> Service:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from shared import schema
+
 _LOCATION = {
     "type": "object",
     "required": ["ConnectionString", "RelativeLocation"],
@@ -22,7 +24,9 @@ def _operation(summary: str, operation_id: str, parameters: list, responses: dic
             "responses": responses}
 
 
-def bes_swagger(service, service_url: str) -> dict:
+def bes_swagger(service, service_url: str, input_columns: dict[str, str] | None = None) -> dict:
+    """`input_columns`: what the scorer declares it reads (`shared.schema`), published as
+    `InputRow`, one row of the input CSV."""
     parts = urlsplit(service_url)
     job_id = {"name": "jobId", "in": "path", "required": True, "type": "string"}
     status = {"200": {"description": "the job", "schema": {"$ref": "#/definitions/JobStatus"}}}
@@ -61,6 +65,7 @@ def bes_swagger(service, service_url: str) -> dict:
         },
         "definitions": {
             "BlobLocation": _LOCATION,
+            "InputRow": schema.swagger_definition(input_columns),
             "BatchJobRequest": {
                 "type": "object",
                 "properties": {

@@ -255,6 +255,30 @@ def test_failures_end_the_job_failed_with_details(api, tenant, blobs, sample_inp
     assert pool_after["VmCounts"]["Idle"] == 1
 
 
+def test_input_is_checked_against_the_columns_the_service_declares(api, tenant, blobs):
+    """Against census' declared columns (its swagger.json shows them): each fault ends the job
+    Failed naming the input's row and column, and writes nothing."""
+    swagger = api.call("GET", f"{tenant.jobs.rsplit('/jobs', 1)[0]}/swagger.json").json()
+    assert swagger["definitions"]["InputRow"]["properties"]["age"]["type"] == "integer"
+    pool = ready_pool(api, tenant, 1)
+    rows = census_csv(5, seed=9).decode().splitlines()
+    header, first, second = rows[0], rows[1], rows[2]
+    age_last = second.split(",", 1)[1]
+    cases = {
+        "header-only.txt": ("just some notes\n", "lacks the column(s) age"),
+        "no-rows.csv": ("a,b\n", "lacks the column(s) age"),  # checked even with no row to score
+        "bad-age.csv": (f"{header}\n{first}\nthirty,{age_last}\n", "row 2, column age: 'thirty' is not an integer"),
+        "long-row.csv": (f"{header}\n{first}\n{second},1,2,3\n", "row 2 has"),
+    }
+    for name, (text, says) in cases.items():
+        blobs.put("inputs", name, text.encode())
+        output = f"outputs/{unique('checked')}.csv"
+        job_id, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body(f"inputs/{name}", output, pool))
+        done = api.wait_job(tenant.jobs, tenant.api_key, job_id)
+        assert done["StatusCode"] == "Failed" and says in done["Details"], (name, done["Details"])
+        assert blobs.get(*output.split("/", 1)) is None
+
+
 def test_a_job_over_its_service_timeout_is_stopped(api, tenant_factory, blobs, sample_input):
     tenant = tenant_factory()
     api.put_service(tenant.subscription_id, tenant.service_id, TimeoutSeconds=1)
