@@ -101,3 +101,28 @@ def generate_csv(rows: int, seed: int = 0, piece_rows: int = 100_000):
         written += count
         if count == 0:
             break
+
+
+def main(argv=None) -> int:
+    """`python -m samples.census --rows N [--seed S] [--out FILE]`: a CSV the sample service
+    scores, on standard output or into FILE."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m samples.census", description=main.__doc__)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write here instead of standard output")
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+    if not args.out:
+        sys.stdout.writelines(generate_csv(args.rows, args.seed))
+        return 0
+    with open(args.out, "w", newline="", encoding="utf-8") as out:
+        out.writelines(generate_csv(args.rows, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -58,3 +58,13 @@ def test_swagger_publishes_the_declared_columns():
     row = published["definitions"]["InputRow"]
     assert row["required"] == list(COLUMNS) and row["properties"]["age"] == {"type": "integer", "format": "int64"}
     assert "declares no input" in swagger.bes_swagger(Service, "https://h/x")["definitions"]["InputRow"]["description"]
+
+
+def test_the_sample_generator_writes_input_the_sample_service_accepts(tmp_path):
+    out = tmp_path / "adult.csv"
+    assert census.main(["--rows", "30", "--seed", "3", "--out", str(out)]) == 0
+    written = pd.read_csv(out)
+    assert len(written) == 30 and out.read_text() == "".join(census.generate_csv(30, seed=3))
+    expected = schema.declared(census.score)
+    assert schema.header_problem(list(written.columns), expected) is None
+    assert schema.value_problem(written, expected, 1) is None
