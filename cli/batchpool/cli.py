@@ -338,11 +338,16 @@ def _container(client_for: Callable[[], Any]):
                              f"{getattr(error, 'error_code', None) or error.reason}") from None
 
 
-def _blob_client(connection_string: str, container: str):
-    from azure.storage.blob import BlobServiceClient
+# Two quick retries, a second apart: a storage account that is down is said so in seconds,
+# not after the SDK's default exponential back-off (about 18 s, then 24 s, 42 s, ...).
+UPLOAD_RETRIES = 2
 
-    # A few quick retries: a storage account that is down is said so in seconds, not minutes.
-    return BlobServiceClient.from_connection_string(connection_string, retry_total=2, retry_backoff_factor=0.5,
+
+def _blob_client(connection_string: str, container: str):
+    from azure.storage.blob import BlobServiceClient, LinearRetry
+
+    retry = LinearRetry(backoff=1, random_jitter_range=1, retry_total=UPLOAD_RETRIES)
+    return BlobServiceClient.from_connection_string(connection_string, retry_policy=retry,
                                                     connection_timeout=10).get_container_client(container)
 
 

@@ -246,7 +246,7 @@ def test_failures_end_the_job_failed_with_details(api, tenant, blobs, sample_inp
     blobs.put("inputs", "not-census.csv", b"a,b\n1,2\n")
     bad, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body("inputs/not-census.csv", "outputs/b.csv", pool))
     state = api.wait_job(tenant.jobs, tenant.api_key, bad)
-    assert state["StatusCode"] == "Failed" and "lacks column" in state["Details"]
+    assert state["StatusCode"] == "Failed" and "lacks the column(s)" in state["Details"]
     assert blobs.get("outputs", "b.csv") is None  # nothing half-written
     blobs.put("inputs", "empty.csv", b"")
     empty, _ = api.run_job(tenant.jobs, tenant.api_key, blobs.job_body("inputs/empty.csv", "outputs/e.csv", pool))
@@ -258,7 +258,7 @@ def test_failures_end_the_job_failed_with_details(api, tenant, blobs, sample_inp
 def test_input_is_checked_against_the_columns_the_service_declares(api, tenant, blobs):
     """Against census' declared columns (its swagger.json shows them): each fault ends the job
     Failed naming the input's row and column, and writes nothing."""
-    swagger = api.call("GET", f"{tenant.jobs.rsplit('/jobs', 1)[0]}/swagger.json").json()
+    swagger = api.call("GET", f"{tenant.jobs.rsplit('/jobs', 1)[0]}/swagger.json", key=tenant.api_key).json()
     assert swagger["definitions"]["InputRow"]["properties"]["age"]["type"] == "integer"
     pool = ready_pool(api, tenant, 1)
     rows = census_csv(5, seed=9).decode().splitlines()

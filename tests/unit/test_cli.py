@@ -209,3 +209,46 @@ def test_container_names_are_checked_as_azure_does():
         assert CONTAINER_NAME.match(good), good
     for bad in ("Census_1", "ab", "a" * 64, "-census", "census-", "cen--sus", "cen sus"):
         assert not CONTAINER_NAME.match(bad), bad
+
+
+def test_storage_that_is_down_is_said_in_seconds_and_a_failed_upload_cancels_its_job(tmp_path, monkeypatch, capsys):
+    from batchpool import cli
+    from batchpool.client import Unreachable
+    down = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1")
+    data = tmp_path / "in.csv"
+    data.write_text("a,b\n1,2\n")
+    attempts, slept = [], []
+
+    def refused(self, address):
+        attempts.append(address)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr("socket.socket.connect", refused)
+    monkeypatch.setattr("time.sleep", slept.append)
+    with pytest.raises(Unreachable, match="cannot reach the storage account"):
+        cli._upload(down, "inputs", "in.csv", data)
+    # Two quick retries, not the SDK's default of minutes of them.
+    assert len(attempts) == 1 + cli.UPLOAD_RETRIES and len(slept) == 2 and all(0 <= s <= 2 for s in slept)
+    monkeypatch.setattr(cli, "UPLOAD_RETRIES", 0)
+
+    class Jobs:
+        cancelled: list[str] = []
+
+        def submit(self, request):
+            return "job-1"
+
+        def cancel(self, job_id):
+            self.cancelled.append(job_id)
+
+        def start(self, job_id):
+            raise AssertionError("a job whose input did not upload is not started")
+
+    jobs = Jobs()
+    monkeypatch.setattr(cli.Context, "jobs", lambda self: jobs)
+    monkeypatch.setenv("BATCHPOOL_CONFIG", str(tmp_path / "config.ini"))
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", down)
+    code = cli.main(["jobs", "submit", str(data), "--container", "inputs", "--subscription", "s", "--service", "v"])
+    assert code == cli.UNAVAILABLE and jobs.cancelled == ["job-1"]
+    printed = capsys.readouterr().err.strip().splitlines()
+    assert len(printed) == 1 and "cannot reach the storage account" in printed[0]
