@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from samples import census  # noqa: E402
+from scripts.local_settings import first_operator_key  # noqa: E402
 
 TERMINAL = ("Finished", "Failed", "Cancelled")
 
@@ -129,8 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds-per-chunk", type=float, default=3.0,
                         help="the sample scorer's pause per chunk, to make jobs last long enough to queue")
     args = parser.parse_args(argv)
-    operator_key = args.operator_key or json.loads((ROOT / "local.settings.json").read_text())["Values"][
-        "OPERATOR_KEYS"].split(",")[0].partition("=")[2]
+    operator_key = args.operator_key or first_operator_key(json.loads((ROOT / "local.settings.json").read_text()))
     Demo(args.base, operator_key, args.storage).run(args.jobs, args.rows, args.vms, args.seconds_per_chunk)
     return 0
 

@@ -24,12 +24,16 @@ def fill(settings: dict) -> bool:
     return bool(missing)
 
 
+def first_operator_key(settings: dict) -> str:
+    """The key of the first OPERATOR_KEYS entry (`name=key`)."""
+    return settings["Values"]["OPERATOR_KEYS"].split(",")[0].partition("=")[2].strip()
+
+
 def main(path: Path = ROOT / "local.settings.json") -> int:
     settings = json.loads((path if path.exists() else ROOT / "local.settings.example.json").read_text())
     if fill(settings) or not path.exists():
         path.write_text(json.dumps(settings, indent=2) + "\n")
-    first = settings["Values"]["OPERATOR_KEYS"].split(",")[0]
-    print(f"operator key: {first.partition('=')[2]}\n  (send it as 'Authorization: Bearer <key>'; kept in "
+    print(f"operator key: {first_operator_key(settings)}\n  (send it as 'Authorization: Bearer <key>'; kept in "
           f"{path.name} as OPERATOR_KEYS; `.venv/bin/python scripts/local_settings.py` prints it again)")
     return 0
 

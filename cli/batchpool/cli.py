@@ -324,7 +324,7 @@ class StorageRefused(Exception):
     """The storage account answered the upload with an error."""
 
 
-def _container(client_for: Callable[[], Any]):
+def _storage_call(client_for: Callable[[], Any]):
     """Run a blob call, its storage errors as one line each (the SDK retries a little only)."""
     from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
@@ -362,9 +362,9 @@ def _upload(connection_string: str, container: str, blob: str, path: Path) -> No
         except ResourceExistsError:
             pass
 
-    _container(create)
+    _storage_call(create)
     with path.open("rb") as data:
-        _container(lambda: client.upload_blob(blob, data, overwrite=True))
+        _storage_call(lambda: client.upload_blob(blob, data, overwrite=True))
 
 
 def _remove_upload(connection_string: str, container: str, blob: str) -> None:
